@@ -97,11 +97,11 @@ class InvalidScope(WifError):
 
 
 class AccessDenied(WifError):
-    """The policy refused the request."""
+    """The policy refused the request for a target (RFC 8693 invalid_target)."""
 
-    oauth_error = "access_denied"
+    oauth_error = "invalid_target"
     grpc_code = grpc.StatusCode.PERMISSION_DENIED
-    http_status = 403
+    http_status = 400
     default_reason = "POLICY_DENIED"
 
 

@@ -1,0 +1,1 @@
+"""The ``wif`` command line for operators and developers."""

@@ -1,0 +1,1 @@
+"""Helpers that run real dependencies (etcd, ...) for tests and the local run."""

@@ -1,0 +1,214 @@
+"""The local mesh: a real etcd, the three services and, on request, the OpenID provider.
+
+:func:`start_mesh` starts every part as its own process on free loopback
+ports, applies a trust configuration, and writes the endpoints to
+``endpoints.json`` in the state folder so that other tools and tests can
+find the running mesh. :func:`stop_mesh` stops whatever that file lists.
+The same code backs ``wif dev up``, ``make demo`` and the integration tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from wif.dev.etcd import free_port, start_etcd
+from wif.dev.oidc import start_oidc_provider
+from wif.envelope import KeyEncryptionKey
+from wif.store import EtcdStore
+from wif.trust.config import TRUST_PREFIX, load_file, to_etcd_items
+
+ENDPOINTS_FILE = "endpoints.json"
+LOOPBACK = "127.0.0.1"
+SERVICES = ("its", "policy", "sts")
+READY_TIMEOUT_SECONDS = 60.0
+
+#: The trust configuration the local run applies unless told otherwise.
+DEFAULT_TRUST_CONFIG = Path("config/dev-trust.yaml")
+
+
+def repo_root() -> Path:
+    """The checkout this module runs from."""
+    return Path(__file__).resolve().parents[3]
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _service_env(
+    name: str, ports: dict[str, int], state: Path, etcd: str
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        WIF_ETCD_ENDPOINT=etcd,
+        WIF_READY_FILE=str(state / f"{name}.ready"),
+        WIF_AUDIT_LOG=str(state / f"audit-{name}.jsonl"),
+        WIF_KEK_FILE=str(state / "kek"),
+        WIF_ITS_ADDRESS=f"{LOOPBACK}:{ports['its_grpc']}",
+        WIF_POLICY_ADDRESS=f"{LOOPBACK}:{ports['policy_grpc']}",
+        WIF_ITS_GRPC_LISTEN=f"{LOOPBACK}:{ports['its_grpc']}",
+        WIF_ITS_HTTP_LISTEN=f"{LOOPBACK}:{ports['its_http']}",
+        WIF_POLICY_GRPC_LISTEN=f"{LOOPBACK}:{ports['policy_grpc']}",
+        WIF_STS_GRPC_LISTEN=f"{LOOPBACK}:{ports['sts_grpc']}",
+        WIF_STS_HTTP_LISTEN=f"{LOOPBACK}:{ports['sts_http']}",
+    )
+    return env
+
+
+def _start_service(
+    name: str, env: dict[str, str], state: Path
+) -> subprocess.Popen[bytes]:
+    ready = Path(env["WIF_READY_FILE"])
+    ready.unlink(missing_ok=True)
+    log = (state / "logs" / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", f"services.{name}.main"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(name: str, process: subprocess.Popen[bytes], state: Path) -> None:
+    ready = state / f"{name}.ready"
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = _tail(state / "logs" / f"{name}.log")
+            raise RuntimeError(f"the {name} service did not start:\n{tail}")
+        time.sleep(0.05)
+
+
+async def apply_config(etcd: str, path: Path, environ: dict[str, str]) -> int:
+    """Validates the file and writes it to etcd whole; returns the revision."""
+    config = load_file(path, environ)
+    async with EtcdStore(etcd) as store:
+        return await store.replace_prefix(TRUST_PREFIX, to_etcd_items(config))
+
+
+def start_mesh(
+    state: Path,
+    *,
+    with_oidc: bool = True,
+    trust_config: Path | None = None,
+) -> dict[str, Any]:
+    """Starts the mesh in the background and returns its endpoints."""
+    root = repo_root()
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "logs").mkdir(exist_ok=True)
+    kek = state / "kek"
+    if not kek.exists():
+        kek.write_text(KeyEncryptionKey.generate_text())
+        kek.chmod(0o600)
+    ports = {
+        p: free_port()
+        for p in ("its_grpc", "its_http", "policy_grpc", "sts_grpc", "sts_http")
+    }
+    endpoints: dict[str, Any] = {"state_dir": str(state), "pids": {}}
+    _write(state, endpoints)
+
+    etcd = start_etcd(state / "etcd", log_file=state / "logs" / "etcd.log")
+    endpoints["etcd"] = etcd.endpoint
+    endpoints["pids"]["etcd"] = etcd.process.pid
+    _write(state, endpoints)
+
+    environ = dict(os.environ)
+    environ["WIF_ISSUER"] = f"http://{LOOPBACK}:{ports['its_http']}"
+    if with_oidc:
+        oidc = start_oidc_provider(root, log_file=state / "logs" / "oidc.log")
+        endpoints["oidc"] = {"issuer": oidc.issuer}
+        endpoints["pids"]["oidc"] = oidc.process.pid
+        environ["WIF_DEV_OIDC_ISSUER"] = oidc.issuer
+        _write(state, endpoints)
+
+    config_path = (root / (trust_config or DEFAULT_TRUST_CONFIG)).resolve()
+    endpoints["trust_config"] = str(config_path)
+    endpoints["config_revision"] = asyncio.run(
+        apply_config(etcd.endpoint, config_path, environ)
+    )
+
+    processes = {}
+    for name in SERVICES:
+        env = _service_env(name, ports, state, etcd.endpoint)
+        processes[name] = _start_service(name, env, state)
+        endpoints["pids"][name] = processes[name].pid
+        _write(state, endpoints)
+    for name, process in processes.items():
+        _wait_ready(name, process, state)
+
+    endpoints.update(
+        issuer=environ["WIF_ISSUER"],
+        its={"grpc": f"{LOOPBACK}:{ports['its_grpc']}", "http": environ["WIF_ISSUER"]},
+        policy={"grpc": f"{LOOPBACK}:{ports['policy_grpc']}"},
+        sts={
+            "grpc": f"{LOOPBACK}:{ports['sts_grpc']}",
+            "http": f"http://{LOOPBACK}:{ports['sts_http']}",
+        },
+        audit_logs={name: str(state / f"audit-{name}.jsonl") for name in SERVICES},
+    )
+    _write(state, endpoints)
+    return endpoints
+
+
+def _write(state: Path, endpoints: dict[str, Any]) -> None:
+    tmp = state / (ENDPOINTS_FILE + ".tmp")
+    tmp.write_text(json.dumps(endpoints, indent=2))
+    tmp.replace(state / ENDPOINTS_FILE)
+
+
+def read_endpoints(state: Path) -> dict[str, Any]:
+    """The endpoints of the mesh running from ``state``; raises FileNotFoundError."""
+    result: dict[str, Any] = json.loads((state / ENDPOINTS_FILE).read_text())
+    return result
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_mesh(state: Path, timeout: float = 10.0) -> list[str]:
+    """Stops every process the endpoints file lists; returns their names."""
+    try:
+        pids: dict[str, int] = read_endpoints(state)["pids"]
+    except (FileNotFoundError, KeyError, ValueError):
+        return []
+    for pid in pids.values():
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+        _reap(pids.values())
+        time.sleep(0.05)
+    for pid in pids.values():
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    _reap(pids.values())
+    (state / ENDPOINTS_FILE).unlink(missing_ok=True)
+    return list(pids)
+
+
+def _reap(pids: Any) -> None:
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass

@@ -1,0 +1,190 @@
+"""Bootstrap shared by the three services: gRPC server, health, drain.
+
+Every service builds its server with :func:`start_grpc_server`, which adds
+the standard health and reflection services and the tracing interceptor,
+binds the listen address (port 0 picks a free port, so tests run side by
+side) and reports the bound port. :func:`wait_for_signal` returns on SIGTERM
+or SIGINT so that the service can drain: health turns NOT_SERVING, new calls
+are refused and calls in flight get a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from wif.telemetry import client_interceptors, server_interceptors, shutdown_tracing
+
+log = logging.getLogger(__name__)
+
+#: Largest request a service accepts; tokens are capped at 8 KB, so this is generous.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+#: Seconds that calls in flight get to finish after SIGTERM.
+DRAIN_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class RunningServer:
+    """A started gRPC server and its health service."""
+
+    server: grpc.aio.Server
+    port: int
+    health: HealthServicer
+    service_names: tuple[str, ...]
+
+    async def drain(self, grace: float = DRAIN_GRACE_SECONDS) -> None:
+        """Marks every service NOT_SERVING, then stops after ``grace`` seconds."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+    async def set_serving(self, serving: bool) -> None:
+        """Reports the overall health of the process."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+
+async def start_grpc_server(
+    listen: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Iterable[str],
+) -> RunningServer:
+    """Builds, binds and starts a server; ``register`` adds the servicers."""
+    server = grpc.aio.server(
+        interceptors=server_interceptors(),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    register(server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = tuple(service_names)
+    reflection.enable_server_reflection(
+        (
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    running = RunningServer(
+        server=server, port=port, health=health, service_names=names
+    )
+    await running.set_serving(True)
+    return running
+
+
+def client_channel(target: str) -> grpc.aio.Channel:
+    """A channel to another mesh service, with tracing and size limits."""
+    return grpc.aio.insecure_channel(
+        target,
+        interceptors=client_interceptors(),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+
+
+async def wait_for_signal() -> None:
+    """Returns when the process receives SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def write_ready_file(path: str | None, endpoints: dict[str, Any]) -> None:
+    """Writes the bound endpoints as JSON, atomically, for launchers and tests."""
+    if not path:
+        return
+    target = Path(path)
+    tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(endpoints), encoding="utf-8")
+    tmp.replace(target)
+
+
+@dataclass
+class ServiceParts:
+    """What one service contributes to :func:`run_service`."""
+
+    name: str
+    register: Callable[[grpc.aio.Server], None]
+    service_names: tuple[str, ...]
+    background: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+    http_app: web.Application | None = None
+    http_listen: str | None = None
+    ready: Callable[[], Awaitable[None]] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+async def _start_http(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
+    host, _, port = listen.rpartition(":")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host.strip("[]"), int(port))
+    await site.start()
+    bound = runner.addresses[0][1]
+    return runner, int(bound)
+
+
+async def run_service(
+    parts: ServiceParts, grpc_listen: str, ready_file: str | None
+) -> None:
+    """Runs a service until SIGTERM or SIGINT, then drains it.
+
+    Background tasks (configuration and key followers) start first; the
+    servers start once ``parts.ready`` returns, and the ready file is written
+    after both servers are bound.
+    """
+    tasks = [asyncio.create_task(job) for job in parts.background]
+    try:
+        if parts.ready is not None:
+            await parts.ready()
+        running = await start_grpc_server(
+            grpc_listen, parts.register, parts.service_names
+        )
+        endpoints: dict[str, Any] = {"service": parts.name, "grpc_port": running.port}
+        runner = None
+        if parts.http_app is not None and parts.http_listen:
+            runner, http_port = await _start_http(parts.http_app, parts.http_listen)
+            endpoints["http_port"] = http_port
+        write_ready_file(ready_file, endpoints)
+        log.info("%s serving", parts.name, extra={"fields": endpoints})
+        await wait_for_signal()
+        log.info("%s draining", parts.name)
+        await running.drain()
+        if runner is not None:
+            await runner.cleanup()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if parts.close is not None:
+            await parts.close()
+        shutdown_tracing()

@@ -1,0 +1,1 @@
+"""The trust model: pools, providers, audiences, workloads and policies."""

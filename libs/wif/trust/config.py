@@ -1,0 +1,259 @@
+"""The whole trust configuration, checked as one, and its etcd layout.
+
+A configuration is written to etcd as one document per key under
+:data:`TRUST_PREFIX` in a single transaction, and read back from a snapshot
+of that prefix. Both directions validate everything: a configuration that
+fails a check is never written, and a service that reads one keeps its last
+good configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from wif import spiffe
+from wif.errors import ConfigError
+from wif.trust.cedar import CompiledPolicies, compile_policies
+from wif.trust.fields import Fields
+from wif.trust.model import (
+    Audience,
+    PolicyDocument,
+    Pool,
+    Provider,
+    Workload,
+    parse_audience,
+    parse_policy,
+    parse_pool,
+    parse_provider,
+    parse_workload,
+)
+
+#: The etcd prefix under which the trust configuration lives.
+TRUST_PREFIX = "/wif/trust/"
+
+_MESH_KEY = TRUST_PREFIX + "mesh"
+_KINDS = ("pools", "providers", "audiences", "workloads", "policies")
+_VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """A validated trust configuration, indexed for the request path."""
+
+    trust_domain: str
+    issuer: str
+    pools: Mapping[str, Pool]
+    providers: Mapping[str, Provider]
+    audiences: Mapping[str, Audience]
+    workloads: Mapping[tuple[str, str], Workload]
+    policies: Sequence[PolicyDocument]
+    compiled: CompiledPolicies
+    documents: Mapping[str, Any]
+    revision: int = 0
+    _by_issuer: dict[str, Provider] = field(default_factory=dict, repr=False)
+    _by_resource: dict[str, Audience] = field(default_factory=dict, repr=False)
+
+    def provider_for_issuer(self, issuer: str) -> Provider | None:
+        """The provider whose issuer is exactly ``issuer``, if any."""
+        return self._by_issuer.get(issuer)
+
+    def audience_for_resource(self, resource: str) -> Audience | None:
+        """The audience that lists ``resource`` among its resource URIs."""
+        return self._by_resource.get(resource)
+
+    def pool_ancestry(self, pool_id: str) -> list[str]:
+        """``pool_id`` followed by its ancestors, nearest first."""
+        chain = [pool_id]
+        while (parent := self.pools[chain[-1]].parent) is not None:
+            chain.append(parent)
+        return chain
+
+
+def _unique(items: Iterable[T], key: Callable[[T], Any], what: str) -> dict[Any, T]:
+    indexed: dict[Any, T] = {}
+    for item in items:
+        k = key(item)
+        if k in indexed:
+            raise ConfigError(f"{what}: {k!r} is defined twice")
+        indexed[k] = item
+    return indexed
+
+
+def _check_tree(nodes: Mapping[str, Any], what: str) -> None:
+    for node_id, node in nodes.items():
+        seen = {node_id}
+        parent = node.parent
+        while parent is not None:
+            if parent not in nodes:
+                raise ConfigError(f"{what}.{node_id}: parent {parent!r} is not defined")
+            if parent in seen:
+                raise ConfigError(f"{what}.{node_id}: parents form a cycle")
+            seen.add(parent)
+            parent = nodes[parent].parent
+
+
+def _check_references(
+    pools: Mapping[str, Pool],
+    providers: Mapping[str, Provider],
+    workloads: Iterable[Workload],
+) -> None:
+    for provider in providers.values():
+        if provider.pool not in pools:
+            raise ConfigError(
+                f"providers.{provider.id}: pool {provider.pool!r} unknown"
+            )
+    for workload in workloads:
+        if workload.pool not in pools:
+            raise ConfigError(
+                f"workloads.{workload.path}: pool {workload.pool!r} unknown"
+            )
+        if not spiffe.is_workload_path(workload.path):
+            raise ConfigError(f"workloads.{workload.path}: not a valid SPIFFE ID path")
+
+
+def _read_mesh(doc: Any) -> tuple[str, str]:
+    fields = Fields(doc, "mesh")
+    trust_domain = fields.string("trust_domain")
+    if not spiffe.is_trust_domain(trust_domain):
+        raise ConfigError("mesh.trust_domain: not a valid SPIFFE trust domain")
+    issuer = fields.string("issuer")
+    if not issuer.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigError("mesh.issuer: must be an https URL (http only on loopback)")
+    fields.done()
+    return trust_domain, issuer.rstrip("/")
+
+
+def _documents(raw: Mapping[str, Any], kind: str) -> list[Any]:
+    docs = raw.get(kind) or []
+    if not isinstance(docs, list):
+        raise ConfigError(f"{kind}: must be a list")
+    return docs
+
+
+def build_config(raw: Mapping[str, Any], revision: int = 0) -> TrustConfig:
+    """Validates a whole configuration document and indexes it.
+
+    Raises ``ConfigError`` naming the first field that fails a check.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError("the configuration must be a mapping")
+    unknown = sorted(set(raw) - {"mesh", *_KINDS})
+    if unknown:
+        raise ConfigError(f"unknown section {unknown[0]!r}")
+    trust_domain, issuer = _read_mesh(raw.get("mesh"))
+
+    def parsed(kind: str, parse: Callable[[Any, str], T]) -> list[T]:
+        return [parse(d, f"{kind}[{i}]") for i, d in enumerate(_documents(raw, kind))]
+
+    pools = _unique(parsed("pools", parse_pool), lambda p: p.id, "pools")
+    providers = _unique(
+        parsed("providers", parse_provider), lambda p: p.id, "providers"
+    )
+    audiences = _unique(
+        parsed("audiences", parse_audience), lambda a: a.id, "audiences"
+    )
+    workloads = _unique(
+        parsed("workloads", parse_workload), lambda w: (w.pool, w.path), "workloads"
+    )
+    policies = parsed("policies", parse_policy)
+    _unique(policies, lambda p: p.id, "policies")
+
+    _check_tree(pools, "pools")
+    _check_tree(audiences, "audiences")
+    _check_references(pools, providers, workloads.values())
+
+    by_issuer = _unique(providers.values(), lambda p: p.issuer, "providers issuer")
+    resources = [(r, a) for a in audiences.values() for r in a.resources]
+    by_resource = dict(
+        _unique(resources, lambda pair: pair[0], "audiences resource").values()
+    )
+
+    return TrustConfig(
+        trust_domain=trust_domain,
+        issuer=issuer,
+        pools=pools,
+        providers=providers,
+        audiences=audiences,
+        workloads=workloads,
+        policies=policies,
+        compiled=compile_policies(policies),
+        documents=raw,
+        revision=revision,
+        _by_issuer=by_issuer,
+        _by_resource=by_resource,
+    )
+
+
+def expand_variables(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """Replaces ``${NAME}`` with the environment variable NAME.
+
+    Raises ``ConfigError`` for a variable that is not set, so a template is
+    never applied half filled in.
+    """
+    env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(f"variable ${{{name}}} is not set")
+        return env[name]
+
+    return _VARIABLE.sub(substitute, text)
+
+
+def load_file(path: Path, environ: Mapping[str, str] | None = None) -> TrustConfig:
+    """Reads, expands and validates a YAML trust configuration file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(expand_variables(text, environ))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return build_config(raw)
+
+
+def _key_of(kind: str, doc: Mapping[str, Any]) -> str:
+    name = f"{doc['pool']}/{doc['path']}" if kind == "workloads" else doc["id"]
+    return f"{TRUST_PREFIX}{kind}/{name}"
+
+
+def to_etcd_items(config: TrustConfig) -> dict[str, bytes]:
+    """The key-value documents that store ``config`` under TRUST_PREFIX."""
+    raw = config.documents
+    items = {_MESH_KEY: json.dumps(raw["mesh"], sort_keys=True).encode()}
+    for kind in _KINDS:
+        for doc in _documents(raw, kind):
+            items[_key_of(kind, doc)] = json.dumps(doc, sort_keys=True).encode()
+    return items
+
+
+def from_etcd_items(items: Mapping[str, bytes], revision: int) -> TrustConfig:
+    """Rebuilds and revalidates a configuration from its etcd documents."""
+    raw: dict[str, Any] = {kind: [] for kind in _KINDS}
+    for key in sorted(items):
+        try:
+            doc = json.loads(items[key])
+        except ValueError as exc:
+            raise ConfigError(f"{key}: not valid JSON") from exc
+        if key == _MESH_KEY:
+            raw["mesh"] = doc
+            continue
+        kind = key[len(TRUST_PREFIX) :].split("/", 1)[0]
+        if kind not in raw:
+            raise ConfigError(f"{key}: unknown kind of document")
+        raw[kind].append(doc)
+    if "mesh" not in raw:
+        raise ConfigError("no trust configuration has been applied")
+    return build_config(raw, revision)

@@ -1,0 +1,54 @@
+"""Entry point of the Policy service (``wif-policy``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import grpc
+
+from services.policy.engine import PolicyEngine
+from services.policy.servicer import PolicyServicer
+from services.policy.settings import PolicySettings
+from wif.audit import AuditLog
+from wif.logs import configure_logging
+from wif.server import ServiceParts, run_service
+from wif.settings import load_settings
+from wif.store import EtcdStore
+from wif.telemetry import setup_tracing
+from wif.trust.follower import TrustFollower
+from wif.v1 import policy_pb2, policy_pb2_grpc
+
+SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+
+
+def build(settings: PolicySettings) -> ServiceParts:
+    """Wires the Policy service from its settings."""
+    store = EtcdStore(settings.etcd_endpoint)
+    engine = PolicyEngine()
+    trust = TrustFollower(store, on_change=engine.load)
+    servicer = PolicyServicer(engine, AuditLog("policy", settings.audit_log))
+
+    def register(server: grpc.aio.Server) -> None:
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(servicer, server)
+
+    return ServiceParts(
+        name="policy",
+        register=register,
+        service_names=(SERVICE_NAME,),
+        background=[trust.run()],
+        ready=store.connect,
+        close=store.close,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the Policy service until SIGTERM."""
+    settings = load_settings(PolicySettings, argv, prog="wif-policy")
+    configure_logging("policy", settings.log_level)
+    setup_tracing("wif-policy")
+    asyncio.run(run_service(build(settings), settings.grpc_listen, settings.ready_file))
+
+
+if __name__ == "__main__":
+    main()
