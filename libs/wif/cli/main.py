@@ -45,12 +45,23 @@ def _etcd_endpoint(args: argparse.Namespace) -> str:
         ) from None
 
 
+def _variables(args: argparse.Namespace) -> dict[str, str]:
+    """The environment, over the variables the local mesh was started with."""
+    from wif.dev.mesh import read_endpoints
+
+    try:
+        local = dict(read_endpoints(_state_dir(args)).get("config_variables", {}))
+    except (FileNotFoundError, ValueError):
+        local = {}
+    return {**local, **os.environ}
+
+
 def _emit(args: argparse.Namespace, text: str, data: dict[str, Any]) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
-    config = load_file(Path(args.file))
+    config = load_file(Path(args.file), _variables(args))
     _emit(
         args,
         f"{args.file}: valid ({len(config.providers)} providers, "
@@ -64,7 +75,7 @@ def cmd_config_apply(args: argparse.Namespace) -> int:
     from wif.dev.mesh import apply_config
 
     endpoint = _etcd_endpoint(args)
-    revision = asyncio.run(apply_config(endpoint, Path(args.file), dict(os.environ)))
+    revision = asyncio.run(apply_config(endpoint, Path(args.file), _variables(args)))
     _emit(
         args,
         f"applied {args.file} at etcd revision {revision}",

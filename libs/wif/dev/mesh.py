@@ -136,6 +136,9 @@ def start_mesh(
 
     config_path = (root / (trust_config or DEFAULT_TRUST_CONFIG)).resolve()
     endpoints["trust_config"] = str(config_path)
+    endpoints["config_variables"] = {
+        k: v for k, v in environ.items() if k in ("WIF_ISSUER", "WIF_DEV_OIDC_ISSUER")
+    }
     endpoints["config_revision"] = asyncio.run(
         apply_config(etcd.endpoint, config_path, environ)
     )

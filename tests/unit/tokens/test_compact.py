@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wif.errors import InvalidGrant
-from wif.tokens import MAX_TOKEN_BYTES, SigningKey, base64url, compact
+from wif.tokens import MAX_TOKEN_BYTES, SigningKey, base64url
 from wif.tokens.compact import parse_compact, unverified_issuer
 
 from .forging import (
@@ -79,7 +80,9 @@ def test_repr_never_shows_the_token(es256_key: SigningKey) -> None:
 
     text = repr(parse_compact(token))
 
-    assert header not in text and payload not in text and signature not in text
+    assert header not in text
+    assert payload not in text
+    assert signature not in text
     assert es256_key.kid in text
 
 
@@ -441,11 +444,6 @@ def test_unverified_issuer(case: IssuerCase) -> None:
     assert caught.value.metadata == {"claim": "iss"}
 
 
-def test_loads_object_refuses_what_parse_refuses() -> None:
-    with pytest.raises(ValueError, match="not an object"):
-        compact.loads_object(b"[]")
-
-
 _JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
     lambda inner: (
@@ -457,10 +455,8 @@ _JSON_VALUES = st.recursive(
 
 
 def _parses_or_refuses(token: str) -> None:
-    try:
+    with contextlib.suppress(InvalidGrant):
         parse_compact(token)
-    except InvalidGrant:
-        pass
 
 
 @settings(max_examples=300, deadline=None)
