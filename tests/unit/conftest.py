@@ -23,6 +23,18 @@ DEV_ENVIRON = {
 
 
 @pytest.fixture(scope="session")
+def dev_trust_file() -> Path:
+    """The path of the dev trust configuration template."""
+    return DEV_TRUST_FILE
+
+
+@pytest.fixture
+def dev_environ() -> dict[str, str]:
+    """A copy of the variables the dev configuration needs, set to loopback."""
+    return dict(DEV_ENVIRON)
+
+
+@pytest.fixture(scope="session")
 def dev_config() -> TrustConfig:
     """The dev trust configuration, loaded the way `wif config apply` does."""
     return load_file(DEV_TRUST_FILE, environ=DEV_ENVIRON)

@@ -29,6 +29,7 @@ from wif.trust.model import (
     Pool,
     Provider,
     Workload,
+    _check_url,
     parse_audience,
     parse_policy,
     parse_pool,
@@ -127,8 +128,7 @@ def _read_mesh(doc: Any) -> tuple[str, str]:
     if not spiffe.is_trust_domain(trust_domain):
         raise ConfigError("mesh.trust_domain: not a valid SPIFFE trust domain")
     issuer = fields.string("issuer")
-    if not issuer.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        raise ConfigError("mesh.issuer: must be an https URL (http only on loopback)")
+    _check_url(issuer, "mesh.issuer", allow_http_loopback=True)
     fields.done()
     return trust_domain, issuer.rstrip("/")
 

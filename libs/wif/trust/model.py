@@ -225,7 +225,7 @@ def parse_audience(doc: Any, where: str) -> Audience:
     """Builds an :class:`Audience` from its document."""
     fields = Fields(doc, where)
     audience = Audience(
-        id=fields.string("id"),
+        id=check_id(fields.string("id"), fields.path("id")),
         parent=fields.optional_string("parent"),
         resources=fields.strings("resources"),
         scopes=fields.strings("scopes"),
