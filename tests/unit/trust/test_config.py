@@ -350,8 +350,7 @@ BROKEN = [
         "cedar-policy-failing-schema-validation",
         setting(
             "policies.0.cedar",
-            "permit (principal, action, resource) "
-            'when { principal.nosuch == "x" };',
+            'permit (principal, action, resource) when { principal.nosuch == "x" };',
         ),
         "policies.payments-reach-internal-payments: ",
     ),

@@ -1,0 +1,1 @@
+"""Benchmarks run by ``make bench``; they print ratios measured in one run."""

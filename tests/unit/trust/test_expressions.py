@@ -1,0 +1,139 @@
+"""Tests for wif.trust.expressions: compiling and running CEL over claims."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wif.errors import ConfigError, InvalidGrant
+from wif.trust.config import TrustConfig
+from wif.trust.expressions import (
+    MAX_EXPRESSION_LENGTH,
+    EvaluationError,
+    compile_expression,
+    condition_holds,
+)
+
+WHERE = "providers[0].condition"
+
+
+def test_compile_expression_keeps_the_source() -> None:
+    expression = compile_expression("assertion.sub", WHERE)
+
+    assert expression.source == "assertion.sub"
+
+
+@pytest.mark.parametrize("source", ["", "   ", "\n"])
+def test_compile_expression_refuses_blank_text(source: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        compile_expression(source, WHERE)
+
+    assert caught.value.message == f"{WHERE}: must be a non-empty CEL expression"
+
+
+def test_compile_expression_refuses_text_that_is_not_a_string() -> None:
+    with pytest.raises(ConfigError) as caught:
+        compile_expression(42, WHERE)  # type: ignore[arg-type]
+
+    assert caught.value.message == f"{WHERE}: must be a non-empty CEL expression"
+
+
+def test_compile_expression_refuses_overlong_text() -> None:
+    source = "'" + "a" * MAX_EXPRESSION_LENGTH + "'"
+
+    with pytest.raises(ConfigError) as caught:
+        compile_expression(source, WHERE)
+
+    assert caught.value.message == f"{WHERE}: longer than 4096 characters"
+
+
+@pytest.mark.parametrize(
+    "source", ["assertion.ref ==", "assertion.(", "'unterminated", "f(,)"]
+)
+def test_compile_expression_refuses_bad_syntax_in_one_line(source: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        compile_expression(source, WHERE)
+
+    message = caught.value.message
+    assert message.startswith(f"{WHERE}: Failed to parse expression")
+    assert "\n" not in message
+
+
+def test_evaluate_reads_claims_as_assertion() -> None:
+    expression = compile_expression("assertion.repository + '@' + assertion.ref", WHERE)
+
+    assert expression.evaluate({"repository": "a/b", "ref": "main"}) == "a/b@main"
+
+
+def test_evaluate_raises_evaluation_error_on_a_missing_claim() -> None:
+    expression = compile_expression("assertion.nosuch == 'x'", WHERE)
+
+    with pytest.raises(EvaluationError):
+        expression.evaluate({"sub": "x"})
+
+
+def test_evaluate_has_tells_a_missing_claim_apart() -> None:
+    expression = compile_expression(
+        "has(assertion.environment) ? assertion.environment : 'none'", WHERE
+    )
+
+    assert expression.evaluate({}) == "none"
+    assert expression.evaluate({"environment": "production"}) == "production"
+
+
+def test_dev_condition_holds_for_a_main_branch_job(
+    dev_config: TrustConfig, github_claims: dict[str, Any]
+) -> None:
+    condition = dev_config.providers["ci"].condition
+    assert condition is not None
+
+    assert condition_holds(condition, github_claims) is True
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("repository_owner", "someone-else"),
+        ("ref", "refs/heads/feature"),
+        ("ref_protected", "false"),
+    ],
+)
+def test_dev_condition_fails_for_other_jobs(
+    claim: str,
+    value: str,
+    dev_config: TrustConfig,
+    github_claims: dict[str, Any],
+) -> None:
+    condition = dev_config.providers["ci"].condition
+    assert condition is not None
+    github_claims[claim] = value
+
+    with pytest.raises(InvalidGrant) as caught:
+        condition_holds(condition, github_claims)
+
+    assert caught.value.reason == "ATTRIBUTE_CONDITION_FAILED"
+    assert caught.value.oauth_error == "invalid_grant"
+
+
+def test_condition_holds_refuses_when_a_claim_it_reads_is_missing(
+    dev_config: TrustConfig, github_claims: dict[str, Any]
+) -> None:
+    condition = dev_config.providers["ci"].condition
+    assert condition is not None
+    del github_claims["repository_owner"]
+
+    with pytest.raises(InvalidGrant) as caught:
+        condition_holds(condition, github_claims)
+
+    assert caught.value.reason == "ATTRIBUTE_CONDITION_ERROR"
+
+
+@pytest.mark.parametrize("source", ["'true'", "1", "assertion.sub"])
+def test_condition_holds_refuses_anything_but_true(source: str) -> None:
+    condition = compile_expression(source, WHERE)
+
+    with pytest.raises(InvalidGrant) as caught:
+        condition_holds(condition, {"sub": "x"})
+
+    assert caught.value.reason == "ATTRIBUTE_CONDITION_FAILED"
