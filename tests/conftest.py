@@ -1,4 +1,4 @@
-"""Session fixtures: one real mesh (etcd, ITS, Policy, STS, OpenID provider) per test session.
+"""Session fixtures: one real mesh (etcd, ITS, Policy, STS, OpenID provider).
 
 Everything runs on free loopback ports in a temporary folder and is stopped
 at the end of the session. Spans are exported to a real OTLP receiver.
@@ -25,7 +25,9 @@ TEST_CLOCK_SKEW_SECONDS = 1
 def _test_trust_config(state: Path) -> Path:
     """The dev trust configuration with a small clock skew for the CI provider."""
     text = (REPO_ROOT / "config" / "dev-trust.yaml").read_text()
-    text = text.replace("clock_skew_seconds: 30", f"clock_skew_seconds: {TEST_CLOCK_SKEW_SECONDS}")
+    text = text.replace(
+        "clock_skew_seconds: 30", f"clock_skew_seconds: {TEST_CLOCK_SKEW_SECONDS}"
+    )
     path = state / "trust.yaml"
     path.write_text(text)
     return path
@@ -46,11 +48,16 @@ def mesh(
     from wif.dev.mesh import start_mesh, stop_mesh
 
     state = tmp_path_factory.mktemp("mesh")
-    saved = {k: os.environ.get(k) for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY")
+    }
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_receiver.endpoint
     os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "200"
     try:
-        endpoints = start_mesh(state, with_oidc=True, trust_config=_test_trust_config(state))
+        endpoints = start_mesh(
+            state, with_oidc=True, trust_config=_test_trust_config(state)
+        )
     except BaseException:
         stop_mesh(state)
         raise

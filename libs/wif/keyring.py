@@ -7,9 +7,10 @@ sealed (see :mod:`wif.envelope`) and never leaves the ITS in the clear.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -119,13 +120,21 @@ class KeyringFollower:
         self.records: dict[str, KeyRecord] = {}
         self.keyset = KeySet.from_jwks({"keys": []}, SIGNING_ALGORITHMS)[0]
         self.revision = 0
+        self._changed = asyncio.Condition()
 
     async def follow(self) -> None:
         """Follows the records until cancelled."""
         await self._store.follow_prefix(KEYS_PREFIX, self._on_snapshot)
 
-    def _on_snapshot(self, snapshot: Snapshot) -> None:
+    async def _on_snapshot(self, snapshot: Snapshot) -> None:
         records = parse_records(snapshot.items)
         self.records = {r.kid: r for r in records}
         self.keyset = verification_keys(records)
         self.revision = snapshot.revision
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Waits until ``predicate`` holds after some snapshot; raises TimeoutError."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)

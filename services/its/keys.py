@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -67,9 +66,9 @@ class KeyManager:
 
     async def wait_until_loaded(self, timeout: float) -> None:
         """Waits until an active key is known."""
-        async with asyncio.timeout(timeout):
-            while self.active_record() is None:
-                await asyncio.sleep(0.05)
+        await self._keyring.wait_until(
+            lambda: self.active_record() is not None, timeout
+        )
 
     def active_record(self) -> KeyRecord | None:
         """The newest active key record, if any."""

@@ -29,7 +29,7 @@ STARTUP_TIMEOUT = 30.0
 
 
 def load_kek(settings: ItsSettings) -> KeyEncryptionKey:
-    """The key-encryption key from the file or the environment; stops start-up if absent."""
+    """The key-encryption key from a file or the environment, else stop."""
     try:
         if settings.kek_file:
             return KeyEncryptionKey.from_file(Path(settings.kek_file))

@@ -59,7 +59,7 @@ class MeshTokenValidator:
         self._keyring = keyring
 
     def validate(self, token: str, audience: str = "") -> ValidToken:
-        """Returns the token's facts; raises ``InvalidToken`` naming the failed check."""
+        """The token's facts; raises ``InvalidToken`` naming the failed check."""
         config = self._trust.require()
         try:
             parsed = parse_compact(token)

@@ -39,8 +39,15 @@ def main() -> None:
     key = SigningKey.generate("ES256")
     keyset, _ = KeySet.from_jwks({"keys": [key.public_jwk()]}, ("ES256",))
     now = int(time.time())
-    claims = {"iss": "https://wif.acme.example", "sub": "spiffe://acme.example/a/b",
-              "aud": "payments-api", "iat": now, "nbf": now, "exp": now + 3600, "jti": "x"}
+    claims = {
+        "iss": "https://wif.acme.example",
+        "sub": "spiffe://acme.example/a/b",
+        "aud": "payments-api",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "jti": "x",
+    }
     token = key.sign(claims)
 
     raw_key = ec.generate_private_key(ec.SECP256R1())
@@ -51,14 +58,30 @@ def main() -> None:
     def validate() -> None:
         parsed = parse_compact(token)
         verify_signature(parsed, select_key(parsed, keyset))
-        check_claims(parsed.claims, issuer=claims["iss"], audiences=["payments-api"],
-                     now=time.time(), skew=30, max_age=None)
+        check_claims(
+            parsed.claims,
+            issuer=claims["iss"],
+            audiences=["payments-api"],
+            now=time.time(),
+            skew=30,
+            max_age=None,
+        )
 
     rows = [
-        ("sign", per_op(lambda: key.sign(claims)),
-         per_op(lambda: raw_key.sign(message, ec.ECDSA(hashes.SHA256())))),
-        ("validate", per_op(validate),
-         per_op(lambda: raw_public.verify(raw_signature, message, ec.ECDSA(hashes.SHA256())))),
+        (
+            "sign",
+            per_op(lambda: key.sign(claims)),
+            per_op(lambda: raw_key.sign(message, ec.ECDSA(hashes.SHA256()))),
+        ),
+        (
+            "validate",
+            per_op(validate),
+            per_op(
+                lambda: raw_public.verify(
+                    raw_signature, message, ec.ECDSA(hashes.SHA256())
+                )
+            ),
+        ),
     ]
     print(f"{'operation':<10} {'mesh us':>9} {'raw us':>9} {'ratio':>7}")
     for name, mesh, raw in rows:

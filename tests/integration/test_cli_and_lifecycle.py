@@ -19,24 +19,36 @@ from tests.support.mesh import REPO_ROOT
 WIF = [sys.executable, "-c", "from wif.cli.main import main; main()"]
 
 
-def _wif(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _wif(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*WIF, *args], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+        [*WIF, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
     )
 
 
 def test_config_validate_accepts_the_dev_configuration(mesh: dict[str, Any]) -> None:
-    result = _wif("config", "validate", "config/dev-trust.yaml", env=mesh["config_variables"])
+    result = _wif(
+        "config", "validate", "config/dev-trust.yaml", env=mesh["config_variables"]
+    )
 
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
 
 
-def test_config_validate_names_the_bad_field(tmp_path: Path, mesh: dict[str, Any]) -> None:
+def test_config_validate_names_the_bad_field(
+    tmp_path: Path, mesh: dict[str, Any]
+) -> None:
     text = (REPO_ROOT / "config" / "dev-trust.yaml").read_text()
     broken = tmp_path / "broken.yaml"
-    broken.write_text(text.replace("clock_skew_seconds: 30", "clock_skew_seconds: 3000"))
+    broken.write_text(
+        text.replace("clock_skew_seconds: 30", "clock_skew_seconds: 3000")
+    )
 
     result = _wif("config", "validate", str(broken), env=mesh["config_variables"])
 
@@ -69,12 +81,22 @@ def _health(address: str) -> int:
     return int(response.status)
 
 
-def test_policy_service_drains_and_exits_on_sigterm(tmp_path: Path, mesh: dict[str, Any]) -> None:
+def test_policy_service_drains_and_exits_on_sigterm(
+    tmp_path: Path, mesh: dict[str, Any]
+) -> None:
     ready = tmp_path / "policy.ready"
-    env = {**os.environ, "WIF_ETCD_ENDPOINT": mesh["etcd"], "WIF_READY_FILE": str(ready),
-           "WIF_POLICY_GRPC_LISTEN": "127.0.0.1:0"}
-    process = subprocess.Popen([sys.executable, "-m", "services.policy.main"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "WIF_ETCD_ENDPOINT": mesh["etcd"],
+        "WIF_READY_FILE": str(ready),
+        "WIF_POLICY_GRPC_LISTEN": "127.0.0.1:0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.policy.main"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while not ready.exists() and time.monotonic() < deadline:
@@ -91,18 +113,30 @@ def test_policy_service_drains_and_exits_on_sigterm(tmp_path: Path, mesh: dict[s
 
 def test_service_with_a_bad_setting_stops_naming_it() -> None:
     env = {**os.environ, "WIF_STS_GRPC_LISTEN": "nowhere"}
-    result = subprocess.run([sys.executable, "-m", "services.sts.main"], env=env,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.sts.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
     assert result.returncode != 0
     assert "grpc_listen (WIF_STS_GRPC_LISTEN)" in result.stderr
 
 
-def test_its_refuses_to_start_without_a_key_encryption_key(mesh: dict[str, Any]) -> None:
+def test_its_refuses_to_start_without_a_key_encryption_key(
+    mesh: dict[str, Any],
+) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("WIF_KEK", "WIF_KEK_FILE")}
     env["WIF_ETCD_ENDPOINT"] = mesh["etcd"]
-    result = subprocess.run([sys.executable, "-m", "services.its.main"], env=env,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.its.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
     assert result.returncode != 0
     assert "WIF_KEK_FILE" in result.stderr
@@ -110,14 +144,24 @@ def test_its_refuses_to_start_without_a_key_encryption_key(mesh: dict[str, Any])
 
 def test_dev_up_writes_endpoints_and_dev_down_stops_everything(tmp_path: Path) -> None:
     state = tmp_path / "dev"
-    up = _wif("--state-dir", str(state), "--json", "dev", "up", "--no-oidc",
-              "--trust-config", "config/dev-trust.yaml",
-              env={"WIF_DEV_OIDC_ISSUER": "http://127.0.0.1:9"})
+    up = _wif(
+        "--state-dir",
+        str(state),
+        "--json",
+        "dev",
+        "up",
+        "--no-oidc",
+        "--trust-config",
+        "config/dev-trust.yaml",
+        env={"WIF_DEV_OIDC_ISSUER": "http://127.0.0.1:9"},
+    )
     try:
         assert up.returncode == 0, up.stderr
         endpoints = json.loads((state / "endpoints.json").read_text())
         assert {"etcd", "its", "policy", "sts", "issuer"} <= set(endpoints)
-        assert _health(endpoints["sts"]["grpc"]) == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            _health(endpoints["sts"]["grpc"]) == health_pb2.HealthCheckResponse.SERVING
+        )
         pids = list(endpoints["pids"].values())
     finally:
         down = _wif("--state-dir", str(state), "dev", "down")
@@ -125,4 +169,7 @@ def test_dev_up_writes_endpoints_and_dev_down_stops_everything(tmp_path: Path) -
     assert down.returncode == 0
     assert not (state / "endpoints.json").exists()
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )

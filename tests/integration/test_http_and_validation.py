@@ -11,13 +11,23 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.support.mesh import TOKEN_EXCHANGE, TYPE_JWT, exchange, job_token, refusal, sts_stub
+from tests.support.mesh import (
+    TOKEN_EXCHANGE,
+    TYPE_JWT,
+    exchange,
+    job_token,
+    refusal,
+    sts_stub,
+)
 from wif.v1 import sts_pb2
 
 
-def _post_form(mesh: dict[str, Any], fields: list[tuple[str, str]]) -> tuple[int, dict[str, str], dict[str, Any]]:
+def _post_form(
+    mesh: dict[str, Any], fields: list[tuple[str, str]]
+) -> tuple[int, dict[str, str], dict[str, Any]]:
     body = urllib.parse.urlencode(fields).encode()
-    request = urllib.request.Request(mesh["sts"]["http"] + "/token", data=body, method="POST")  # noqa: S310
+    url = mesh["sts"]["http"] + "/token"
+    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, dict(response.headers), json.loads(response.read())
@@ -26,13 +36,16 @@ def _post_form(mesh: dict[str, Any], fields: list[tuple[str, str]]) -> tuple[int
 
 
 def test_http_token_endpoint_exchanges_a_job_token(mesh: dict[str, Any]) -> None:
-    status, headers, body = _post_form(mesh, [
-        ("grant_type", TOKEN_EXCHANGE),
-        ("subject_token", job_token(mesh, "github-payments-deploy")),
-        ("subject_token_type", TYPE_JWT),
-        ("resource", "https://payments.acme.example"),
-        ("scope", "payments.read"),
-    ])
+    status, headers, body = _post_form(
+        mesh,
+        [
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", job_token(mesh, "github-payments-deploy")),
+            ("subject_token_type", TYPE_JWT),
+            ("resource", "https://payments.acme.example"),
+            ("scope", "payments.read"),
+        ],
+    )
 
     assert status == 200
     assert headers["Cache-Control"] == "no-store"
@@ -46,12 +59,35 @@ def test_http_token_endpoint_exchanges_a_job_token(mesh: dict[str, Any]) -> None
     ("fields", "status", "error"),
     [
         ([("grant_type", "client_credentials")], 400, "unsupported_grant_type"),
-        ([("grant_type", TOKEN_EXCHANGE), ("subject_token_type", TYPE_JWT)], 400, "invalid_request"),
-        ([("grant_type", TOKEN_EXCHANGE), ("subject_token", "a.b.c"),
-          ("subject_token_type", "urn:example:saml")], 400, "unsupported_token_type"),
-        ([("grant_type", TOKEN_EXCHANGE), ("grant_type", TOKEN_EXCHANGE)], 400, "invalid_request"),
-        ([("grant_type", TOKEN_EXCHANGE), ("subject_token", "not-a-jwt"),
-          ("subject_token_type", TYPE_JWT), ("audience", "payments-api")], 400, "invalid_grant"),
+        (
+            [("grant_type", TOKEN_EXCHANGE), ("subject_token_type", TYPE_JWT)],
+            400,
+            "invalid_request",
+        ),
+        (
+            [
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", "a.b.c"),
+                ("subject_token_type", "urn:example:saml"),
+            ],
+            400,
+            "unsupported_token_type",
+        ),
+        (
+            [("grant_type", TOKEN_EXCHANGE), ("grant_type", TOKEN_EXCHANGE)],
+            400,
+            "invalid_request",
+        ),
+        (
+            [
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", "not-a-jwt"),
+                ("subject_token_type", TYPE_JWT),
+                ("audience", "payments-api"),
+            ],
+            400,
+            "invalid_grant",
+        ),
     ],
 )
 def test_http_token_endpoint_refusals_use_rfc_error_bodies(
@@ -65,18 +101,23 @@ def test_http_token_endpoint_refusals_use_rfc_error_bodies(
 
 
 def test_http_token_endpoint_refuses_scope_not_offered(mesh: dict[str, Any]) -> None:
-    status, _, body = _post_form(mesh, [
-        ("grant_type", TOKEN_EXCHANGE),
-        ("subject_token", job_token(mesh, "github-payments-deploy")),
-        ("subject_token_type", TYPE_JWT),
-        ("audience", "payments-api"),
-        ("scope", "payments.read ledger.admin"),
-    ])
+    status, _, body = _post_form(
+        mesh,
+        [
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", job_token(mesh, "github-payments-deploy")),
+            ("subject_token_type", TYPE_JWT),
+            ("audience", "payments-api"),
+            ("scope", "payments.read ledger.admin"),
+        ],
+    )
 
     assert (status, body["error"]) == (400, "invalid_scope")
 
 
-async def _validate(mesh: dict[str, Any], token: str, audience: str = "") -> sts_pb2.ValidateTokenResponse:
+async def _validate(
+    mesh: dict[str, Any], token: str, audience: str = ""
+) -> sts_pb2.ValidateTokenResponse:
     channel, stub = sts_stub(mesh)
     async with channel:
         return await stub.ValidateToken(
@@ -94,7 +135,9 @@ async def test_validate_token_accepts_an_issued_token(mesh: dict[str, Any]) -> N
     assert valid.claims["aud"] == "payments-api"
 
 
-async def test_validate_token_refuses_wrong_audience_and_foreign_tokens(mesh: dict[str, Any]) -> None:
+async def test_validate_token_refuses_wrong_audience_and_foreign_tokens(
+    mesh: dict[str, Any],
+) -> None:
     issued = await exchange(mesh, job_token(mesh, "github-payments-deploy"))
 
     with pytest.raises(grpc.aio.AioRpcError) as wrong_audience:
@@ -103,5 +146,8 @@ async def test_validate_token_refuses_wrong_audience_and_foreign_tokens(mesh: di
         await _validate(mesh, job_token(mesh, "github-payments-deploy"))
 
     assert refusal(wrong_audience.value) == (
-        grpc.StatusCode.UNAUTHENTICATED, "AUDIENCE_MISMATCH", "invalid_token")
+        grpc.StatusCode.UNAUTHENTICATED,
+        "AUDIENCE_MISMATCH",
+        "invalid_token",
+    )
     assert refusal(foreign.value)[1] in {"UNKNOWN_KEY_ID", "ISSUER_MISMATCH"}

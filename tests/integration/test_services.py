@@ -37,7 +37,9 @@ async def test_service_reports_serving_and_lists_itself_by_reflection(
         stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
         )
-        listed = [s.name async for r in stream for s in r.list_services_response.service]
+        listed = [
+            s.name async for r in stream for s in r.list_services_response.service
+        ]
 
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert SERVICES[service] in listed
@@ -59,8 +61,15 @@ async def test_exchange_is_one_trace_across_sts_policy_and_its(
     by_id = {s.span_id: s for s in spans}
     assert {"wif-sts", "wif-policy", "wif-its"} <= {s.service for s in spans}
     names = {s.name for s in spans}
-    assert {"sts.parse", "sts.signature", "sts.claims", "sts.condition", "sts.decision",
-            "policy.evaluate", "its.sign"} <= names
+    assert {
+        "sts.parse",
+        "sts.signature",
+        "sts.claims",
+        "sts.condition",
+        "sts.decision",
+        "policy.evaluate",
+        "its.sign",
+    } <= names
     roots = [s for s in spans if s.parent_span_id not in by_id]
     assert [r.parent_span_id for r in roots] == [parent]
     sign = next(s for s in spans if s.name == "its.sign")
@@ -69,12 +78,15 @@ async def test_exchange_is_one_trace_across_sts_policy_and_its(
 
 
 def _grant_ledger(text: str) -> str:
-    return text + """
+    return (
+        text
+        + """
   - id: test-ledger-for-ci
     cedar: |
       permit (principal in Pool::"payments-ci", action == Action::"exchange",
               resource == Audience::"ledger-admin");
 """
+    )
 
 
 async def _wait_for_allowed(mesh: dict[str, Any], token: str, allowed: bool) -> None:
@@ -91,11 +103,11 @@ async def _wait_for_allowed(mesh: dict[str, Any], token: str, allowed: bool) -> 
 
 
 async def test_services_follow_configuration_changes_through_the_watch(
-    mesh: dict[str, Any]
+    mesh: dict[str, Any],
 ) -> None:
     original = Path(mesh["trust_config"])
     changed = original.with_name("trust-ledger.yaml")
-    changed.write_text(_grant_ledger(original.read_text()))
+    changed.write_text(_grant_ledger(original.read_text()))  # noqa: ASYNC240
     token = job_token(mesh, "github-payments-deploy")
 
     await apply_config(mesh["etcd"], changed, mesh["config_variables"])
@@ -107,11 +119,13 @@ async def test_services_follow_configuration_changes_through_the_watch(
 
 
 async def test_invalid_document_in_etcd_leaves_last_good_configuration(
-    mesh: dict[str, Any]
+    mesh: dict[str, Any],
 ) -> None:
     bad_key = TRUST_PREFIX + "policies/broken"
     async with EtcdStore(mesh["etcd"]) as store:
-        await store.put(bad_key, json.dumps({"id": "broken", "cedar": "permit(;"}).encode())
+        await store.put(
+            bad_key, json.dumps({"id": "broken", "cedar": "permit(;"}).encode()
+        )
         try:
             await asyncio.sleep(0.5)
             result = await exchange(mesh, job_token(mesh, "github-payments-deploy"))

@@ -24,7 +24,9 @@ def job_token(mesh: dict[str, Any], job: str, audience: str = MESH_AUDIENCE) -> 
     return fetch_job_token(mesh["oidc"]["issuer"], client_id, secret, audience)
 
 
-def sts_stub(mesh: dict[str, Any]) -> tuple[grpc.aio.Channel, sts_pb2_grpc.SecurityTokenServiceStub]:
+def sts_stub(
+    mesh: dict[str, Any],
+) -> tuple[grpc.aio.Channel, sts_pb2_grpc.SecurityTokenServiceStub]:
     """A channel and stub for the STS."""
     channel = grpc.aio.insecure_channel(mesh["sts"]["grpc"])
     return channel, sts_pb2_grpc.SecurityTokenServiceStub(channel)

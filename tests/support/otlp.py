@@ -54,8 +54,11 @@ class OtlpReceiver:
         with self._lock:
             for resource_spans in request.resource_spans:
                 service = next(
-                    (a.value.string_value for a in resource_spans.resource.attributes
-                     if a.key == "service.name"),
+                    (
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    ),
                     "",
                 )
                 for scope in resource_spans.scope_spans:
@@ -78,7 +81,9 @@ class OtlpReceiver:
         with self._lock:
             return [s for s in self._spans if s.trace_id == trace_id]
 
-    def wait_for(self, trace_id: str, services: set[str], timeout: float = 15) -> list[ReceivedSpan]:
+    def wait_for(
+        self, trace_id: str, services: set[str], timeout: float = 15
+    ) -> list[ReceivedSpan]:
         """Waits until spans of ``trace_id`` arrived from every one of ``services``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -20,8 +20,11 @@ def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
 
     fresh = sorted(p.name for p in (tmp_path / "wif" / "v1").iterdir())
     stale = [
-        name for name in fresh
-        if not filecmp.cmp(tmp_path / "wif" / "v1" / name, GENERATED / name, shallow=False)
+        name
+        for name in fresh
+        if not filecmp.cmp(
+            tmp_path / "wif" / "v1" / name, GENERATED / name, shallow=False
+        )
     ]
     assert fresh, "generation produced nothing"
     assert stale == [], f"run `make gen`: stale generated files {stale}"

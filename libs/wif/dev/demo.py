@@ -29,6 +29,8 @@ from wif.v1 import sts_pb2, sts_pb2_grpc
 
 MESH_AUDIENCE = "https://wif.acme.example"
 TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
+JOB_CLAIMS = ("sub", "repository", "ref", "workflow", "aud", "jti")
+ISSUED_CLAIMS = ("iss", "sub", "aud", "scope", "workload_type", "repository")
 
 
 def say(step: str, text: str = "") -> None:
@@ -94,74 +96,53 @@ def _http_exchange(url: str, token: str) -> dict[str, Any]:
     return result
 
 
+def show(*lines: str) -> None:
+    """Prints the details of a step, indented under it."""
+    for line in lines:
+        print(textwrap.indent(line, "   "))
+
+
 def _steps(endpoints: dict[str, Any]) -> None:
     issuer = endpoints["oidc"]["issuer"]
     sts = endpoints["sts"]["grpc"]
 
-    say(
-        "1. A CI job asks its platform's OpenID provider for a job token",
-        f"provider: {issuer}",
-    )
+    say("1. A CI job asks its platform's OpenID provider for a job token")
     job_token = _job_token(issuer, "github-payments-deploy")
-    print(
-        textwrap.indent(
-            _claims_summary(
-                job_token, ("sub", "repository", "ref", "workflow", "aud", "jti")
-            ),
-            "   ",
-        )
-    )
+    show(f"provider: {issuer}", _claims_summary(job_token, JOB_CLAIMS))
 
-    say(
-        "2. The job exchanges it at the STS (gRPC) for the payments API, scope payments.read"
-    )
+    say("2. The job exchanges it at the STS over gRPC for the payments API")
     result = asyncio.run(_exchange(sts, job_token, "payments-api", ["payments.read"]))
-    print(
-        f"   issued token id {result.token_id}, expires in {result.expires_in} s, scope {list(result.scope)}"
-    )
-    print(
-        textwrap.indent(
-            _claims_summary(
-                result.access_token,
-                ("iss", "sub", "aud", "scope", "workload_type", "repository"),
-            ),
-            "   ",
-        )
+    show(
+        f"issued token id {result.token_id}, expires in {result.expires_in} s",
+        _claims_summary(result.access_token, ISSUED_CLAIMS),
     )
 
-    say(
-        "3. An independent verifier (npm jose) checks it against the ITS's published JWKS"
-    )
+    say("3. An independent verifier (npm jose) checks it against the ITS's JWKS")
     jwks_url = endpoints["its"]["http"] + "/.well-known/jwks.json"
     verified = verify_with_node_jose(
         repo_root(), result.access_token, jwks_url, endpoints["issuer"], "payments-api"
     )
-    print(
-        f"   verified: sub={verified['sub']} aud={verified['aud']} jti={verified['jti']}"
-    )
+    show(f"verified: sub={verified['sub']} aud={verified['aud']}")
 
     say("4. The payments API asks the STS to validate the token (ValidateToken)")
     valid = asyncio.run(_validate(sts, result.access_token, "payments-api"))
-    print(f"   valid: subject {valid.subject}, token id {valid.token_id}")
+    show(f"valid: subject {valid.subject}, token id {valid.token_id}")
 
-    say("5. The same exchange through the standard HTTP token endpoint (RFC 8693 form)")
+    say("5. The same exchange through the standard HTTP token endpoint (RFC 8693)")
     body = _http_exchange(
         endpoints["sts"]["http"], _job_token(issuer, "github-payments-deploy")
     )
-    print(
-        f"   {body['token_type']} token of type {body['issued_token_type']}, expires_in {body['expires_in']}, scope {body.get('scope')}"
+    show(
+        f"{body['token_type']} token of type {body['issued_token_type']}",
+        f"expires_in {body['expires_in']}, scope {body.get('scope')}",
     )
 
-    say(
-        "6. Refused: a job on an unprotected feature branch fails the provider's condition"
-    )
-    print(
-        "   "
-        + _refusal(sts, _job_token(issuer, "github-untrusted-branch"), "payments-api")
-    )
+    say("6. Refused: a job on an unprotected branch fails the provider's condition")
+    untrusted = _job_token(issuer, "github-untrusted-branch")
+    show(_refusal(sts, untrusted, "payments-api"))
 
     say("7. Refused: the trusted job asks for an audience no policy grants it")
-    print("   " + _refusal(sts, job_token, "ledger-admin"))
+    show(_refusal(sts, job_token, "ledger-admin"))
 
 
 def run_demo(state: Path) -> int:
@@ -172,15 +153,11 @@ def run_demo(state: Path) -> int:
 
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        say(
-            "0. Starting etcd, the ITS, the Policy service, the STS and an OpenID provider"
-        )
+        say("0. Starting etcd, the ITS, the Policy and STS services, an OIDC provider")
         endpoints = start_mesh(state, with_oidc=True)
         print(f"   endpoints written to {state / 'endpoints.json'}")
         _steps(endpoints)
-        say(
-            "Done: one real exchange, checked independently, and two explained refusals."
-        )
+        say("Done: a real exchange, checked independently, and two explained refusals")
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted")

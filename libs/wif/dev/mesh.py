@@ -10,6 +10,7 @@ The same code backs ``wif dev up``, ``make demo`` and the integration tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -122,6 +123,7 @@ def start_mesh(
 
     etcd = start_etcd(state / "etcd", log_file=state / "logs" / "etcd.log")
     endpoints["etcd"] = etcd.endpoint
+    assert etcd.process is not None, "start_etcd returns a running server"
     endpoints["pids"]["etcd"] = etcd.process.pid
     _write(state, endpoints)
 
@@ -211,7 +213,5 @@ def stop_mesh(state: Path, timeout: float = 10.0) -> list[str]:
 
 def _reap(pids: Any) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
