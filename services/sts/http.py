@@ -43,6 +43,7 @@ def parse_form(body: bytes) -> dict[str, list[str]]:
             body.decode("utf-8"),
             keep_blank_values=True,
             strict_parsing=bool(body),
+            errors="strict",
             max_num_fields=64,
         )
     except (UnicodeDecodeError, ValueError) as exc:

@@ -104,8 +104,15 @@ def map_principal(
             "the mapped subject is not a valid SPIFFE ID path",
             reason="ATTRIBUTE_MAPPING_FAILED",
         )
+    try:
+        subject = spiffe.make_id(trust_domain, f"{provider.pool}/{subject_path}")
+    except ValueError as exc:  # the only check left is the 2048-character limit
+        raise InvalidGrant(
+            f"the mapped subject does not make a valid SPIFFE ID: {exc}",
+            reason="ATTRIBUTE_MAPPING_FAILED",
+        ) from exc
     return Principal(
-        subject=spiffe.make_id(trust_domain, f"{provider.pool}/{subject_path}"),
+        subject=subject,
         pool_id=provider.pool,
         provider_id=provider.id,
         attributes=attributes,

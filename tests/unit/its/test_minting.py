@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,10 +201,10 @@ def test_mint_gives_each_token_its_own_jti(signer: SigningKey) -> None:
 
 
 def test_mint_refuses_a_token_larger_than_8_kb(signer: SigningKey) -> None:
-    claims: Sequence[tuple[str, str]] = [(f"big{n}", "x" * 1000) for n in range(10)]
+    claims = {f"big{n}": "x" * 1000 for n in range(10)}
 
     with pytest.raises(TokenTooLarge) as caught:
-        mint_now(request_for(claims=dict(claims)), signer)
+        mint_now(request_for(claims=claims), signer)
 
     assert caught.value.reason == "TOKEN_TOO_LARGE"
     assert caught.value.oauth_error == "invalid_request"

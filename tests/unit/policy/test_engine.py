@@ -129,16 +129,16 @@ def test_decide_returns_scopes_lifetime_and_revision(dev_raw: dict[str, Any]) ->
 
 
 @pytest.mark.parametrize(
-    ("change", "error"),
+    ("audience", "action", "error"),
     [
-        ({"audience": "nosuch"}, "unknown audience 'nosuch'"),
-        ({"action": "delete"}, "unknown action 'delete'"),
+        ("nosuch", "exchange", "unknown audience 'nosuch'"),
+        ("payments-api", "delete", "unknown action 'delete'"),
     ],
 )
 def test_decide_denies_an_unknown_name_with_an_error(
-    change: dict[str, str], error: str, engine: PolicyEngine
+    audience: str, action: str, error: str, engine: PolicyEngine
 ) -> None:
-    result = engine.decide(question("payments-ci", **change))
+    result = engine.decide(question("payments-ci", audience=audience, action=action))
 
     assert not result.allowed
     assert result.policy_ids == ()
