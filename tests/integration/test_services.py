@@ -46,6 +46,22 @@ async def test_service_reports_serving_and_lists_itself_by_reflection(
     assert "grpc.health.v1.Health" in listed
 
 
+#: The spans one exchange must produce: every RPC hop and every step.
+TRACE_SPANS = {
+    "/wif.v1.SecurityTokenService/ExchangeToken",
+    "/wif.v1.PolicyService/Decide",
+    "/wif.v1.IdentityTokenService/IssueToken",
+    "sts.parse",
+    "sts.signature",
+    "sts.claims",
+    "sts.condition",
+    "sts.mapping",
+    "sts.decision",
+    "policy.evaluate",
+    "its.sign",
+}
+
+
 async def test_exchange_is_one_trace_across_sts_policy_and_its(
     mesh: dict[str, Any], otlp_receiver: OtlpReceiver
 ) -> None:
@@ -54,22 +70,11 @@ async def test_exchange_is_one_trace_across_sts_policy_and_its(
     metadata = (("traceparent", f"00-{trace_id}-{parent}-01"),)
 
     await exchange(mesh, job_token(mesh, "github-payments-deploy"), metadata=metadata)
-    spans = await asyncio.to_thread(
-        otlp_receiver.wait_for, trace_id, {"wif-sts", "wif-policy", "wif-its"}
-    )
+    spans = await asyncio.to_thread(otlp_receiver.wait_for, trace_id, TRACE_SPANS)
 
     by_id = {s.span_id: s for s in spans}
     assert {"wif-sts", "wif-policy", "wif-its"} <= {s.service for s in spans}
-    names = {s.name for s in spans}
-    assert {
-        "sts.parse",
-        "sts.signature",
-        "sts.claims",
-        "sts.condition",
-        "sts.decision",
-        "policy.evaluate",
-        "its.sign",
-    } <= names
+    assert TRACE_SPANS <= {s.name for s in spans}
     roots = [s for s in spans if s.parent_span_id not in by_id]
     assert [r.parent_span_id for r in roots] == [parent]
     sign = next(s for s in spans if s.name == "its.sign")

@@ -82,13 +82,13 @@ class OtlpReceiver:
             return [s for s in self._spans if s.trace_id == trace_id]
 
     def wait_for(
-        self, trace_id: str, services: set[str], timeout: float = 15
+        self, trace_id: str, names: set[str], timeout: float = 15
     ) -> list[ReceivedSpan]:
-        """Waits until spans of ``trace_id`` arrived from every one of ``services``."""
+        """Waits until spans of ``trace_id`` with every one of ``names`` arrived."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             spans = self.spans_of_trace(trace_id)
-            if services <= {s.service for s in spans}:
+            if names <= {s.name for s in spans}:
                 return spans
             time.sleep(0.1)
         return self.spans_of_trace(trace_id)
