@@ -25,6 +25,10 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
 class SealError(Exception):
     """A sealed key cannot be opened: wrong KEK, or the record was altered."""
 
@@ -87,14 +91,14 @@ class KeyEncryptionKey:
         aad = context.encode()
         try:
             data_key = AESGCM(self.material).decrypt(
-                base64.b64decode(sealed["key_nonce"]),
-                base64.b64decode(sealed["wrapped_key"]),
+                _unb64(sealed["key_nonce"]),
+                _unb64(sealed["wrapped_key"]),
                 aad,
             )
             return AESGCM(data_key).decrypt(
-                base64.b64decode(sealed["nonce"]),
-                base64.b64decode(sealed["ciphertext"]),
+                _unb64(sealed["nonce"]),
+                _unb64(sealed["ciphertext"]),
                 aad,
             )
-        except (InvalidTag, KeyError, binascii.Error, ValueError) as exc:
+        except (InvalidTag, KeyError, TypeError, binascii.Error, ValueError) as exc:
             raise SealError("the sealed key cannot be opened") from exc

@@ -155,7 +155,9 @@ class PolicyEngine:
             allowed=result.allowed,
             policy_ids=tuple(result.diagnostics.reasons),
             errors=tuple(str(e) for e in result.diagnostics.errors),
-            granted_scopes=tuple(s for s in decision.scopes if s in audience.scopes),
+            granted_scopes=tuple(
+                s for s in decision.scopes if result.allowed and s in audience.scopes
+            ),
             max_lifetime_seconds=audience.max_lifetime_seconds,
             config_revision=config.revision,
         )

@@ -164,14 +164,15 @@ def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def actor_claim(actor: Principal | None, subject: Principal) -> dict[str, Any] | None:
-    """RFC 8693 section 4.1: the actor, with any earlier chain nested inside."""
-    earlier = subject.claims.get("act")
+    """RFC 8693 section 4.1: the ``act`` claim naming the authenticated actor.
+
+    A foreign subject token's own ``act`` claim is not carried over: its
+    members are another issuer's names, which this mesh cannot vouch for.
+    TODO(#4): nest the chain of a mesh-issued subject token and honour may_act.
+    """
     if actor is None:
-        return dict(earlier) if isinstance(earlier, dict) else None
-    claim: dict[str, Any] = {"sub": actor.subject}
-    if isinstance(earlier, dict):
-        claim["act"] = earlier
-    return claim
+        return None
+    return {"sub": actor.subject}
 
 
 class TokenExchanger:

@@ -52,6 +52,8 @@ def parse_form(body: bytes) -> dict[str, list[str]]:
         ) from exc
     form: dict[str, list[str]] = {}
     for name, value in pairs:
+        if not value:
+            continue  # RFC 6749 section 3.2: a parameter without a value is omitted
         form.setdefault(name, []).append(value)
         if len(form[name]) > 1 and name not in _REPEATABLE:
             raise InvalidRequest(
@@ -75,7 +77,7 @@ def exchange_request(form: dict[str, list[str]], source: str) -> ExchangeRequest
         actor_token_type=one("actor_token_type"),
         audience=form.get("audience", []),
         resource=form.get("resource", []),
-        scope=one("scope").split(),
+        scope=list(dict.fromkeys(s for s in one("scope").split(" ") if s)),
         requested_token_type=one("requested_token_type"),
         source_address=source,
     )

@@ -82,11 +82,8 @@ def test_parse_form_refuses_a_repeated_parameter(name: str) -> None:
     assert caught.value.reason == "REPEATED_PARAMETER"
 
 
-def test_parse_form_refuses_a_repeated_parameter_even_when_blank() -> None:
-    with pytest.raises(InvalidRequest) as caught:
-        parse_form(b"scope=&scope=a")
-
-    assert caught.value.reason == "REPEATED_PARAMETER"
+def test_parse_form_treats_a_blank_parameter_as_omitted() -> None:
+    assert parse_form(b"scope=&scope=a&audience=") == {"scope": ["a"]}
 
 
 @pytest.mark.parametrize(
