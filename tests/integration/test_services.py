@@ -74,7 +74,7 @@ async def test_exchange_is_one_trace_across_sts_policy_and_its(
 
     by_id = {s.span_id: s for s in spans}
     assert {"wif-sts", "wif-policy", "wif-its"} <= {s.service for s in spans}
-    assert TRACE_SPANS <= {s.name for s in spans}
+    assert {s.name for s in spans} >= TRACE_SPANS
     roots = [s for s in spans if s.parent_span_id not in by_id]
     assert [r.parent_span_id for r in roots] == [parent]
     sign = next(s for s in spans if s.name == "its.sign")
