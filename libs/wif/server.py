@@ -15,10 +15,10 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from aiohttp import web
@@ -26,9 +26,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from wif.telemetry import client_interceptors, server_interceptors, shutdown_tracing
+from wif.logs import configure_logging
+from wif.settings import load_settings
+from wif.telemetry import (
+    client_interceptors,
+    server_interceptors,
+    setup_tracing,
+    shutdown_tracing,
+)
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound="ServiceSettings")
 
 #: Largest request a service accepts; tokens are capped at 8 KB, so this is generous.
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -188,3 +197,32 @@ async def run_service(
         if parts.close is not None:
             await parts.close()
         shutdown_tracing()
+
+
+class ServiceSettings(Protocol):
+    """What :func:`run_main` reads from a service's settings."""
+
+    @property
+    def grpc_listen(self) -> str: ...
+    @property
+    def ready_file(self) -> str | None: ...
+    @property
+    def log_level(self) -> str: ...
+
+
+def run_main(
+    name: str,
+    settings_class: type[S],
+    build: Callable[[S], Awaitable[ServiceParts]],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """The body of every service's ``main``: settings, logging, tracing, serve."""
+    settings = load_settings(settings_class, argv, prog=f"wif-{name}")
+    configure_logging(name, settings.log_level)
+    setup_tracing(f"wif-{name}")
+
+    async def serve() -> None:
+        parts = await build(settings)
+        await run_service(parts, settings.grpc_listen, settings.ready_file)
+
+    asyncio.run(serve())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,11 +13,9 @@ from services.its.servicer import IdentityTokenServicer
 from services.its.settings import ItsSettings
 from wif.audit import AuditLog
 from wif.envelope import KeyEncryptionKey
-from wif.logs import configure_logging
-from wif.server import ServiceParts, run_service
-from wif.settings import SettingsError, load_settings
+from wif.server import ServiceParts, run_main
+from wif.settings import SettingsError
 from wif.store import EtcdStore
-from wif.telemetry import setup_tracing
 from wif.trust.follower import TrustFollower
 from wif.v1 import its_pb2, its_pb2_grpc
 
@@ -40,7 +37,7 @@ def load_kek(settings: ItsSettings) -> KeyEncryptionKey:
     raise SettingsError("setting kek_file (WIF_KEK_FILE) or kek (WIF_KEK) is required")
 
 
-def build(settings: ItsSettings) -> ServiceParts:
+async def build(settings: ItsSettings) -> ServiceParts:
     """Wires the ITS from its settings."""
     store = EtcdStore(settings.etcd_endpoint)
     keys = KeyManager(store, load_kek(settings), settings.signing_algorithm)
@@ -72,10 +69,7 @@ def build(settings: ItsSettings) -> ServiceParts:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the ITS until SIGTERM."""
-    settings = load_settings(ItsSettings, argv, prog="wif-its")
-    configure_logging("its", settings.log_level)
-    setup_tracing("wif-its")
-    asyncio.run(run_service(build(settings), settings.grpc_listen, settings.ready_file))
+    run_main("its", ItsSettings, build, argv)
 
 
 if __name__ == "__main__":

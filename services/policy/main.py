@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import grpc
@@ -11,18 +10,15 @@ from services.policy.engine import PolicyEngine
 from services.policy.servicer import PolicyServicer
 from services.policy.settings import PolicySettings
 from wif.audit import AuditLog
-from wif.logs import configure_logging
-from wif.server import ServiceParts, run_service
-from wif.settings import load_settings
+from wif.server import ServiceParts, run_main
 from wif.store import EtcdStore
-from wif.telemetry import setup_tracing
 from wif.trust.follower import TrustFollower
 from wif.v1 import policy_pb2, policy_pb2_grpc
 
 SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 
 
-def build(settings: PolicySettings) -> ServiceParts:
+async def build(settings: PolicySettings) -> ServiceParts:
     """Wires the Policy service from its settings."""
     store = EtcdStore(settings.etcd_endpoint)
     engine = PolicyEngine()
@@ -44,10 +40,7 @@ def build(settings: PolicySettings) -> ServiceParts:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the Policy service until SIGTERM."""
-    settings = load_settings(PolicySettings, argv, prog="wif-policy")
-    configure_logging("policy", settings.log_level)
-    setup_tracing("wif-policy")
-    asyncio.run(run_service(build(settings), settings.grpc_listen, settings.ready_file))
+    run_main("policy", PolicySettings, build, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import aiohttp
@@ -16,19 +15,16 @@ from services.sts.settings import StsSettings
 from services.sts.validation import MeshTokenValidator
 from wif.audit import AuditLog
 from wif.keyring import KeyringFollower
-from wif.logs import configure_logging
-from wif.server import ServiceParts, client_channel, run_service
-from wif.settings import load_settings
+from wif.server import ServiceParts, client_channel, run_main
 from wif.store import EtcdStore
-from wif.telemetry import setup_tracing
 from wif.trust.follower import TrustFollower
 from wif.v1 import its_pb2_grpc, policy_pb2_grpc, sts_pb2, sts_pb2_grpc
 
 SERVICE_NAME = sts_pb2.DESCRIPTOR.services_by_name["SecurityTokenService"].full_name
 
 
-async def serve(settings: StsSettings) -> None:
-    """Wires the STS from its settings and runs it until SIGTERM."""
+async def build(settings: StsSettings) -> ServiceParts:
+    """Wires the STS from its settings, inside the running event loop."""
     store = EtcdStore(settings.etcd_endpoint)
     trust = TrustFollower(store)
     keyring = KeyringFollower(store)
@@ -53,7 +49,7 @@ async def serve(settings: StsSettings) -> None:
         await its_channel.close()
         await store.close()
 
-    parts = ServiceParts(
+    return ServiceParts(
         name="sts",
         register=register,
         service_names=(SERVICE_NAME,),
@@ -63,15 +59,11 @@ async def serve(settings: StsSettings) -> None:
         ready=store.connect,
         close=close,
     )
-    await run_service(parts, settings.grpc_listen, settings.ready_file)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the STS until SIGTERM."""
-    settings = load_settings(StsSettings, argv, prog="wif-sts")
-    configure_logging("sts", settings.log_level)
-    setup_tracing("wif-sts")
-    asyncio.run(serve(settings))
+    run_main("sts", StsSettings, build, argv)
 
 
 if __name__ == "__main__":
