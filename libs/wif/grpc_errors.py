@@ -110,8 +110,10 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, peer: str) -> WifError:
     """
     code = exc.code()
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        # The reason is UPPER_SNAKE: "policy service" gives POLICY_SERVICE_UNAVAILABLE.
+        name = peer.upper().replace(" ", "_")
         return errors.TemporarilyUnavailable(
-            f"the {peer} is unavailable", reason=f"{peer.upper()}_UNAVAILABLE"
+            f"the {peer} is unavailable", reason=f"{name}_UNAVAILABLE"
         )
     info = error_info(exc)
     if info is None or info.domain != ERROR_DOMAIN:

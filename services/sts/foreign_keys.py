@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +61,13 @@ def _ttl(cache_control: str | None) -> float:
 class ForeignKeys:
     """The key sets of every configured provider, fetched on demand."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session = session
+        self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Task[_Entry]] = {}
 
@@ -71,14 +77,14 @@ class ForeignKeys:
         key = entry.keys.get(kid)
         if key is not None:
             return key
-        if time.monotonic() - entry.last_attempt < REFRESH_COOLDOWN_SECONDS:
+        if self._clock() - entry.last_attempt < REFRESH_COOLDOWN_SECONDS:
             return None
         entry = await self._refresh(provider)
         return entry.keys.get(kid)
 
     async def _current(self, provider: Provider) -> _Entry:
         entry = self._entries.get(provider.id)
-        if entry is not None and time.monotonic() < entry.expires_at:
+        if entry is not None and self._clock() < entry.expires_at:
             return entry
         return await self._refresh(provider)
 
@@ -91,7 +97,7 @@ class ForeignKeys:
         return await asyncio.shield(task)
 
     async def _load(self, provider: Provider) -> _Entry:
-        now = time.monotonic()
+        now = self._clock()
         old = self._entries.get(provider.id)
         try:
             keys, ttl = await self._fetch_keys(provider)
@@ -150,13 +156,25 @@ class ForeignKeys:
             ) as resp:
                 if resp.status != 200:
                     raise FetchError(f"{url} answered {resp.status}")
-                body = await resp.content.read(MAX_DOCUMENT_BYTES + 1)
+                body = await _read_limited(resp.content)
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise FetchError(f"{url} answered a document over the size limit")
                 document = _json_object(body)
                 return document, resp.headers.get("Cache-Control")
         except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
             raise FetchError(f"{url}: {type(exc).__name__}") from exc
+
+
+async def _read_limited(stream: aiohttp.StreamReader) -> bytes:
+    """The whole body, or its first MAX_DOCUMENT_BYTES + 1 bytes if it is longer."""
+    # read(n) returns what has arrived so far, which may be a part of the body.
+    body = bytearray()
+    while len(body) <= MAX_DOCUMENT_BYTES:
+        chunk = await stream.read(MAX_DOCUMENT_BYTES + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

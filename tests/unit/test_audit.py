@@ -1,0 +1,217 @@
+"""Tests for wif.audit: the hash chain, durability and the log-only mode."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from wif.audit import AuditLog
+
+GENESIS = "0" * 64
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def expected_hash(record: dict[str, Any]) -> str:
+    body = {name: value for name, value in record.items() if name != "hash"}
+    text = json.dumps(body, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def assert_linear_chain(records: list[dict[str, Any]], first_prev: str) -> None:
+    previous = first_prev
+    for record in records:
+        assert record["prev"] == previous
+        assert record["hash"] == expected_hash(record)
+        previous = record["hash"]
+
+
+@pytest.fixture
+def audit_path(tmp_path: Path) -> Path:
+    return tmp_path / "audit.jsonl"
+
+
+async def test_record_writes_the_event_outcome_service_and_fields(
+    audit_path: Path,
+) -> None:
+    audit = AuditLog("sts", str(audit_path))
+
+    await audit.record("token_exchange", "issued", token_id="jti-1", audience="api")
+
+    (record,) = read_records(audit_path)
+    assert record["service"] == "sts"
+    assert record["event"] == "token_exchange"
+    assert record["outcome"] == "issued"
+    assert record["token_id"] == "jti-1"
+    assert record["audience"] == "api"
+    assert isinstance(record["time"], float)
+
+
+async def test_records_chain_each_prev_to_the_hash_before_it(audit_path: Path) -> None:
+    audit = AuditLog("sts", str(audit_path))
+
+    for number in range(3):
+        await audit.record("token_exchange", "issued", token_id=f"jti-{number}")
+
+    records = read_records(audit_path)
+    assert len(records) == 3
+    assert records[0]["prev"] == GENESIS
+    assert_linear_chain(records, GENESIS)
+
+
+async def test_record_hashes_values_json_cannot_hold_as_their_text(
+    audit_path: Path,
+) -> None:
+    audit = AuditLog("its", str(audit_path))
+
+    await audit.record("key_rotation", "done", where=Path("/keys/k1"))
+
+    (record,) = read_records(audit_path)
+    assert record["where"] == "/keys/k1"
+    assert record["hash"] == expected_hash(record)
+
+
+async def test_a_new_log_on_the_same_file_continues_the_chain(
+    audit_path: Path,
+) -> None:
+    first = AuditLog("sts", str(audit_path))
+    await first.record("token_exchange", "issued", token_id="jti-1")
+    await first.record("token_exchange", "refused", reason="POLICY_DENIED")
+
+    second = AuditLog("sts", str(audit_path))
+    await second.record("token_exchange", "issued", token_id="jti-2")
+
+    records = read_records(audit_path)
+    assert len(records) == 3
+    assert records[2]["prev"] == records[1]["hash"]
+    assert_linear_chain(records, GENESIS)
+
+
+async def test_a_new_log_skips_a_torn_last_line_and_chains_to_the_last_record(
+    audit_path: Path,
+) -> None:
+    first = AuditLog("sts", str(audit_path))
+    await first.record("token_exchange", "issued", token_id="jti-1")
+    last_hash = read_records(audit_path)[0]["hash"]
+    with audit_path.open("a") as handle:
+        handle.write('{"event": "token_exch')
+
+    second = AuditLog("sts", str(audit_path))
+    await second.record("token_exchange", "issued", token_id="jti-2")
+
+    lines = audit_path.read_text().splitlines()
+    assert json.loads(lines[-1])["prev"] == last_hash
+
+
+async def test_a_new_log_on_an_empty_file_starts_from_genesis(
+    audit_path: Path,
+) -> None:
+    audit_path.touch()
+    audit = AuditLog("sts", str(audit_path))
+
+    await audit.record("token_exchange", "issued")
+
+    assert read_records(audit_path)[0]["prev"] == GENESIS
+
+
+async def test_record_creates_the_file_readable_by_its_owner_only(
+    audit_path: Path,
+) -> None:
+    audit = AuditLog("its", str(audit_path))
+
+    await audit.record("token_issue", "issued")
+
+    assert stat.S_IMODE(os.stat(audit_path).st_mode) == 0o600
+
+
+async def test_record_is_on_disk_when_record_returns(audit_path: Path) -> None:
+    audit = AuditLog("its", str(audit_path))
+
+    await audit.record("token_issue", "issued", token_id="jti-1")
+    on_disk = audit_path.read_bytes()
+
+    assert on_disk.endswith(b"\n")
+    assert json.loads(on_disk)["token_id"] == "jti-1"
+
+
+async def test_concurrent_records_keep_one_linear_chain(audit_path: Path) -> None:
+    audit = AuditLog("sts", str(audit_path))
+
+    await asyncio.gather(
+        *(
+            audit.record("token_exchange", "issued", token_id=f"jti-{number}")
+            for number in range(50)
+        )
+    )
+
+    records = read_records(audit_path)
+    assert len(records) == 50
+    assert {r["token_id"] for r in records} == {f"jti-{n}" for n in range(50)}
+    assert len({r["hash"] for r in records}) == 50
+    assert_linear_chain(records, GENESIS)
+
+
+async def test_record_holds_the_trace_id_of_the_current_span(
+    audit_path: Path,
+) -> None:
+    audit = AuditLog("sts", str(audit_path))
+    tracer = TracerProvider().get_tracer(__name__)
+
+    with tracer.start_as_current_span("exchange") as span:
+        await audit.record("token_exchange", "issued")
+        trace_id = format(span.get_span_context().trace_id, "032x")
+
+    (record,) = read_records(audit_path)
+    assert record["trace_id"] == trace_id
+
+
+async def test_record_without_a_span_has_no_trace_id(audit_path: Path) -> None:
+    audit = AuditLog("sts", str(audit_path))
+
+    await audit.record("token_exchange", "issued")
+
+    assert "trace_id" not in read_records(audit_path)[0]
+
+
+async def test_record_without_a_path_writes_no_file_but_logs_the_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = AuditLog("policy", None)
+
+    with caplog.at_level(logging.INFO, logger="wif.audit"):
+        await audit.record("decision", "deny", policy_id="p1")
+        await audit.record("decision", "allow", policy_id="p2")
+
+    assert list(tmp_path.iterdir()) == []
+    logged = [r for r in caplog.records if r.name == "wif.audit"]
+    assert [r.getMessage() for r in logged] == [
+        "audit decision deny",
+        "audit decision allow",
+    ]
+    entries = [r.fields["audit"] for r in logged]  # type: ignore[attr-defined]
+    assert entries[0]["policy_id"] == "p1"
+    assert entries[0]["prev"] == GENESIS
+    assert entries[1]["prev"] == entries[0]["hash"]
+
+
+async def test_record_with_a_path_also_logs_the_record(
+    audit_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = AuditLog("sts", str(audit_path))
+
+    with caplog.at_level(logging.INFO, logger="wif.audit"):
+        await audit.record("token_exchange", "issued", token_id="jti-1")
+
+    (logged,) = [r for r in caplog.records if r.name == "wif.audit"]
+    assert logged.fields["audit"] == read_records(audit_path)[0]  # type: ignore[attr-defined]
