@@ -23,13 +23,26 @@ from opentelemetry import trace
 log = logging.getLogger("wif.audit")
 
 _GENESIS = "0" * 64
+_TAIL_BYTES = 1024 * 1024
+
+
+def _end_torn_line(path: Path) -> None:
+    """Ends a last line cut short by a crash, so the next record stands alone."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) != b"\n":
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def _last_hash(path: Path) -> str:
     if not path.exists() or path.stat().st_size == 0:
         return _GENESIS
     with path.open("rb") as handle:
-        handle.seek(max(0, path.stat().st_size - 65536))
+        handle.seek(max(0, path.stat().st_size - _TAIL_BYTES))
         lines = handle.read().splitlines()
     for line in reversed(lines):
         try:
@@ -46,6 +59,8 @@ class AuditLog:
         self._service = service
         self._path = Path(path) if path else None
         self._lock = asyncio.Lock()
+        if self._path is not None:
+            _end_torn_line(self._path)
         self._previous = _last_hash(self._path) if self._path else _GENESIS
 
     async def record(self, event: str, outcome: str, **fields: Any) -> None:

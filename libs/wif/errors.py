@@ -96,12 +96,9 @@ class InvalidScope(WifError):
     default_reason = "INVALID_SCOPE"
 
 
-class AccessDenied(WifError):
+class AccessDenied(InvalidTarget):
     """The policy refused the request for a target (RFC 8693 invalid_target)."""
 
-    oauth_error = "invalid_target"
-    grpc_code = grpc.StatusCode.PERMISSION_DENIED
-    http_status = 400
     default_reason = "POLICY_DENIED"
 
 

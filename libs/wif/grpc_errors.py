@@ -37,7 +37,6 @@ _CLASSES: dict[str, type[WifError]] = {
         errors.UnsupportedTokenType,
         errors.InvalidTarget,
         errors.InvalidScope,
-        errors.AccessDenied,
         errors.TemporarilyUnavailable,
     )
 }
@@ -71,6 +70,8 @@ def handle_errors(
             result = await method(self, request, context)
         except WifError as refused:
             error = refused
+        except grpc.aio.AbortError:
+            raise
         except Exception:
             log.exception("%s failed", method.__name__)
             error = errors.InternalError("internal error", reason="INTERNAL")

@@ -131,7 +131,10 @@ class ForeignKeys:
 
     @staticmethod
     def _keyset(provider: Provider, document: dict[str, Any]) -> KeySet:
-        keys, errors = KeySet.from_jwks(document, provider.algorithms)
+        try:
+            keys, errors = KeySet.from_jwks(document, provider.algorithms)
+        except ValueError as exc:
+            raise FetchError(f"the JWKS is not usable: {exc}") from exc
         for error in errors:
             log.warning("skipping a key of %s: %s", provider.issuer, error)
         return keys

@@ -23,6 +23,15 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def last_record(path: Path) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(path.read_text().splitlines()[-1])
+    return record
+
+
+def read_raw(path: Path) -> bytes:
+    return path.read_bytes()
+
+
 def expected_hash(record: dict[str, Any]) -> str:
     body = {name: value for name, value in record.items() if name != "hash"}
     text = json.dumps(body, sort_keys=True, default=str)
@@ -98,31 +107,35 @@ async def test_a_new_log_on_the_same_file_continues_the_chain(
     assert_linear_chain(records, GENESIS)
 
 
-async def test_a_new_log_skips_a_torn_last_line_and_chains_to_the_last_record(
+async def test_a_new_log_skips_a_last_line_that_is_no_record(
     audit_path: Path,
 ) -> None:
     first = AuditLog("sts", str(audit_path))
     await first.record("token_exchange", "issued", token_id="jti-1")
     last_hash = read_records(audit_path)[0]["hash"]
     with audit_path.open("a") as handle:
-        handle.write('{"event": "token_exch')
+        handle.write('{"event": "token_exch\n')
 
     second = AuditLog("sts", str(audit_path))
     await second.record("token_exchange", "issued", token_id="jti-2")
 
-    lines = audit_path.read_text().splitlines()
-    assert json.loads(lines[-1])["prev"] == last_hash
+    assert last_record(audit_path)["prev"] == last_hash
+
+
+@pytest.fixture
+def empty_audit_path(audit_path: Path) -> Path:
+    audit_path.touch()
+    return audit_path
 
 
 async def test_a_new_log_on_an_empty_file_starts_from_genesis(
-    audit_path: Path,
+    empty_audit_path: Path,
 ) -> None:
-    audit_path.touch()
-    audit = AuditLog("sts", str(audit_path))
+    audit = AuditLog("sts", str(empty_audit_path))
 
     await audit.record("token_exchange", "issued")
 
-    assert read_records(audit_path)[0]["prev"] == GENESIS
+    assert read_records(empty_audit_path)[0]["prev"] == GENESIS
 
 
 async def test_record_creates_the_file_readable_by_its_owner_only(
@@ -139,7 +152,7 @@ async def test_record_is_on_disk_when_record_returns(audit_path: Path) -> None:
     audit = AuditLog("its", str(audit_path))
 
     await audit.record("token_issue", "issued", token_id="jti-1")
-    on_disk = audit_path.read_bytes()
+    on_disk = read_raw(audit_path)
 
     assert on_disk.endswith(b"\n")
     assert json.loads(on_disk)["token_id"] == "jti-1"
@@ -193,7 +206,7 @@ async def test_record_without_a_path_writes_no_file_but_logs_the_record(
         await audit.record("decision", "deny", policy_id="p1")
         await audit.record("decision", "allow", policy_id="p2")
 
-    assert list(tmp_path.iterdir()) == []
+    assert os.listdir(tmp_path) == []
     logged = [r for r in caplog.records if r.name == "wif.audit"]
     assert [r.getMessage() for r in logged] == [
         "audit decision deny",
