@@ -57,6 +57,34 @@ def to_status(error: WifError) -> status_pb2.Status:
     )
 
 
+class MalformedRequest:
+    """Stands in for a request message that did not decode."""
+
+
+class DecodeGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Lets a message that fails to decode reach :func:`handle_errors`.
+
+    Without it gRPC answers UNKNOWN with the decoder's exception text; with
+    it the caller gets INVALID_ARGUMENT with reason MALFORMED_REQUEST.
+    """
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        handler = await continuation(details)
+        decode = getattr(handler, "request_deserializer", None)
+        if handler is None or decode is None or handler.unary_unary is None:
+            return handler
+
+        def guarded(data: bytes) -> Any:
+            try:
+                return decode(data)
+            except Exception:
+                return MalformedRequest()
+
+        return handler._replace(request_deserializer=guarded)
+
+
 def handle_errors(
     method: Callable[..., Awaitable[R]],
 ) -> Callable[..., Awaitable[R]]:
@@ -67,6 +95,10 @@ def handle_errors(
         started = time.perf_counter()
         error: WifError | None = None
         try:
+            if isinstance(request, MalformedRequest):
+                raise errors.InvalidRequest(
+                    "the request message cannot be decoded", reason="MALFORMED_REQUEST"
+                )
             result = await method(self, request, context)
         except WifError as refused:
             error = refused

@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from wif.grpc_errors import DecodeGuard
 from wif.logs import configure_logging
 from wif.settings import load_settings
 from wif.telemetry import (
@@ -78,7 +79,7 @@ async def start_grpc_server(
 ) -> RunningServer:
     """Builds, binds and starts a server; ``register`` adds the servicers."""
     server = grpc.aio.server(
-        interceptors=server_interceptors(),
+        interceptors=[*server_interceptors(), DecodeGuard()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

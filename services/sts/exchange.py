@@ -9,6 +9,7 @@ issued unless every step passes, and every outcome is audited.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from services.sts.subject import Principal, authenticate
 from wif.audit import AuditLog
 from wif.errors import (
     AccessDenied,
+    InternalError,
     InvalidRequest,
     InvalidScope,
     InvalidTarget,
@@ -35,6 +37,7 @@ from wif.trust.follower import TrustFollower
 from wif.trust.model import Audience
 from wif.v1 import its_pb2, its_pb2_grpc, policy_pb2, policy_pb2_grpc
 
+log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -193,8 +196,13 @@ class TokenExchanger:
         self._audit = audit
 
     async def exchange(self, request: ExchangeRequest) -> ExchangeResult:
-        """Exchanges the subject token; raises a ``WifError`` on any refusal."""
+        """Exchanges the subject token; raises a ``WifError`` on any refusal.
+
+        Every outcome is audited, an internal fault included, which reaches
+        the caller as ``InternalError`` with no detail.
+        """
         subject: Principal | None = None
+        refusal: WifError
         try:
             check_request(request)
             config = self._trust.require()
@@ -207,15 +215,30 @@ class TokenExchanger:
             grant = await self._decide(subject, actor, targets, request)
             result = await self._issue(subject, actor, targets, grant, request)
         except WifError as error:
-            await self._audit.record(
-                "token.exchange",
-                "refused",
-                reason=error.reason,
-                subject=subject.subject if subject else None,
-                audiences=list(request.audience),
-                resources=list(request.resource),
-            )
-            raise
+            refusal = error
+        except Exception:
+            log.exception("the exchange failed")
+            refusal = InternalError("internal error", reason="INTERNAL")
+        else:
+            await self._audit_success(result, subject, targets, grant)
+            return result
+        await self._audit.record(
+            "token.exchange",
+            "refused",
+            reason=refusal.reason,
+            subject=subject.subject if subject else None,
+            audiences=list(request.audience),
+            resources=list(request.resource),
+        )
+        raise refusal
+
+    async def _audit_success(
+        self,
+        result: ExchangeResult,
+        subject: Principal,
+        targets: Sequence[Audience],
+        grant: _Grant,
+    ) -> None:
         await self._audit.record(
             "token.exchange",
             "ok",
@@ -226,7 +249,6 @@ class TokenExchanger:
             scopes=list(result.scope),
             policy_ids=grant.policy_ids,
         )
-        return result
 
     async def _decide(
         self,

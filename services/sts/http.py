@@ -7,18 +7,28 @@ section 5.2 error bodies and ``Cache-Control: no-store`` on every answer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from services.sts.exchange import GRANT_TYPE, ExchangeRequest, TokenExchanger
-from wif.errors import InvalidRequest, WifError
+from services.sts.exchange import (
+    GRANT_TYPE,
+    ExchangeRequest,
+    ExchangeResult,
+    TokenExchanger,
+)
+from wif.errors import InternalError, InvalidRequest, WifError
 
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/token"
 MAX_FORM_BYTES = 64 * 1024
+#: Seconds a client has to send the whole body once its headers arrived.
+BODY_TIMEOUT_SECONDS = 5.0
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REPEATABLE = frozenset({"audience", "resource"})
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -83,35 +93,58 @@ def exchange_request(form: dict[str, list[str]], source: str) -> ExchangeRequest
     )
 
 
+async def _read_form(request: web.Request) -> dict[str, list[str]]:
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise InvalidRequest("the body must be form-encoded", reason="CONTENT_TYPE")
+    if (request.charset or "utf-8").lower() != "utf-8":
+        raise InvalidRequest("the body must be UTF-8", reason="CONTENT_TYPE")
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            body = await request.read()
+    except TimeoutError as exc:
+        raise InvalidRequest("the body arrived too slowly", reason="SLOW_BODY") from exc
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise InvalidRequest("the body is too large", reason="BODY_TOO_LARGE") from exc
+    return parse_form(body)
+
+
+def _success(result: ExchangeResult) -> web.Response:
+    body: dict[str, object] = {
+        "access_token": result.access_token,
+        "issued_token_type": result.issued_token_type,
+        "token_type": result.token_type,
+        "expires_in": result.expires_in,
+    }
+    if result.scope:
+        body["scope"] = " ".join(result.scope)
+    return web.json_response(body, headers=_NO_STORE)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answers every failure as an RFC 6749 JSON error, never a bare page."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        body = {"error": "invalid_request", "error_description": exc.reason}
+        return web.json_response(body, status=exc.status, headers=_NO_STORE)
+    except Exception:
+        log.exception("the token endpoint failed")
+        return error_response(InternalError("internal error", reason="INTERNAL"))
+
+
 def build_app(exchanger: TokenExchanger) -> web.Application:
     """The aiohttp application serving the token endpoint."""
 
     async def token(request: web.Request) -> web.Response:
         try:
-            if request.content_type != "application/x-www-form-urlencoded":
-                raise InvalidRequest(
-                    "the body must be form-encoded", reason="CONTENT_TYPE"
-                )
-            body = await request.read()
-            result = await exchanger.exchange(
-                exchange_request(parse_form(body), request.remote or "")
-            )
+            form = await _read_form(request)
+            source = request.remote or ""
+            result = await exchanger.exchange(exchange_request(form, source))
         except WifError as error:
             return error_response(error)
-        except web.HTTPRequestEntityTooLarge:
-            return error_response(
-                InvalidRequest("the body is too large", reason="BODY_TOO_LARGE")
-            )
-        body_out = {
-            "access_token": result.access_token,
-            "issued_token_type": result.issued_token_type,
-            "token_type": result.token_type,
-            "expires_in": result.expires_in,
-        }
-        if result.scope:
-            body_out["scope"] = " ".join(result.scope)
-        return web.json_response(body_out, headers=_NO_STORE)
+        return _success(result)
 
-    app = web.Application(client_max_size=MAX_FORM_BYTES)
+    app = web.Application(client_max_size=MAX_FORM_BYTES, middlewares=[json_errors])
     app.router.add_post(TOKEN_PATH, token)
     return app

@@ -221,6 +221,10 @@ def _required_numeric_date(claims: Mapping[str, Any], name: str) -> float:
     return value
 
 
+#: 9999-12-31T23:59:59Z: the latest NumericDate accepted.
+MAX_NUMERIC_DATE = 253402300799
+
+
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     if name not in claims:
         return None
@@ -231,6 +235,9 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
         raise _invalid_type(name, "a number of seconds")
     if isinstance(value, float) and not math.isfinite(value):
         raise _invalid_type(name, "a finite number of seconds")
+    # Larger values mean nothing as a time, and overflow int64 fields downstream.
+    if not 0 <= value <= MAX_NUMERIC_DATE:
+        raise _invalid_type(name, "a time between 1970 and the year 9999")
     return value
 
 

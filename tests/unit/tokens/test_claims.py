@@ -89,7 +89,8 @@ CASES = [
     Case("exp-at-skew", _expiry(60), {"exp": NOW - 60}, "TOKEN_EXPIRED"),
     Case("exp-float", _expiry(0), {"exp": NOW + 0.5}, None),
     Case("exp-float-past", _expiry(0), {"exp": NOW - 0.5}, "TOKEN_EXPIRED"),
-    Case("exp-huge", _expiry(0), {"exp": 10**400}, None),
+    Case("exp-huge", _expiry(0), {"exp": 10**400}, "INVALID_CLAIM_TYPE"),
+    Case("exp-year-9999", _expiry(0), {"exp": 253402300799}, None),
     Case("exp-missing", _expiry(0), {}, "MISSING_CLAIM"),
     Case("exp-true", _expiry(0), {"exp": True}, "INVALID_CLAIM_TYPE"),
     Case("exp-string", _expiry(0), {"exp": str(NOW + 60)}, "INVALID_CLAIM_TYPE"),
@@ -229,3 +230,11 @@ def test_claim_rules_refuse_bad_settings(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         ClaimRules(*arguments)
+
+
+@pytest.mark.parametrize("value", [1e300, 2**63, 10**30, -1])
+def test_time_claim_outside_any_real_time_is_refused(value: float) -> None:
+    with pytest.raises(InvalidGrant) as caught:
+        check_expiry({"exp": value}, now=1_000_000.0, skew=0)
+
+    assert caught.value.reason == "INVALID_CLAIM_TYPE"
