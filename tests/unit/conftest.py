@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from wif.trust.config import TrustConfig, expand_variables, load_file
+from wif.trust.config import TrustConfig, load_file
+from wif.trust.source import expand_variables, parse_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEV_TRUST_FILE = REPO_ROOT / "config" / "dev-trust.yaml"
@@ -44,7 +44,7 @@ def dev_config() -> TrustConfig:
 def dev_raw() -> dict[str, Any]:
     """A fresh copy of the expanded dev configuration document, to edit."""
     text = DEV_TRUST_FILE.read_text(encoding="utf-8")
-    raw: dict[str, Any] = yaml.safe_load(expand_variables(text, DEV_ENVIRON))
+    raw: dict[str, Any] = expand_variables(parse_yaml(text, "dev"), DEV_ENVIRON)
     return raw
 
 

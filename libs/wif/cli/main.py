@@ -11,12 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from wif.cli import config, dev, token
+from wif.cli import config, dev, keys, policy, token
 from wif.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE
-from wif.errors import ConfigError, TemporarilyUnavailable
+from wif.errors import ConfigError, TemporarilyUnavailable, WifError
 
 #: The command groups, in the order ``wif --help`` lists them.
-GROUPS = (config, dev, token)
+GROUPS = (config, dev, keys, policy, token)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except TemporarilyUnavailable as error:
         print(f"wif: {error.message}", file=sys.stderr)
         code = EXIT_UNAVAILABLE
+    except WifError as error:
+        print(f"wif: {error.message}", file=sys.stderr)
+        code = EXIT_FAILED
     except RuntimeError as error:
         print(f"wif: {error}", file=sys.stderr)
         code = EXIT_FAILED

@@ -191,11 +191,12 @@ def _alive(pid: int) -> bool:
 
 
 def stop_mesh(state: Path, timeout: float = 10.0) -> list[str]:
-    """Stops every process the endpoints file lists; returns their names."""
+    """Stops every process the endpoints file lists; returns those still running."""
     try:
-        pids: dict[str, int] = read_endpoints(state)["pids"]
+        listed: dict[str, int] = read_endpoints(state)["pids"]
     except (FileNotFoundError, KeyError, ValueError):
         return []
+    pids = {name: pid for name, pid in listed.items() if _alive(pid)}
     for pid in pids.values():
         if _alive(pid):
             os.kill(pid, signal.SIGTERM)

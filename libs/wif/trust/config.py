@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-import yaml
 
 from wif import spiffe
 from wif.errors import ConfigError
@@ -36,13 +33,13 @@ from wif.trust.model import (
     parse_provider,
     parse_workload,
 )
+from wif.trust.source import expand_variables, parse_yaml
 
 #: The etcd prefix under which the trust configuration lives.
 TRUST_PREFIX = "/wif/trust/"
 
 _MESH_KEY = TRUST_PREFIX + "mesh"
-_KINDS = ("pools", "providers", "audiences", "workloads", "policies")
-_VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+_KINDS = ("pools", "providers", "audiences", "workloads", "policies", "shadow_policies")
 
 T = TypeVar("T")
 
@@ -61,6 +58,8 @@ class TrustConfig:
     compiled: CompiledPolicies
     documents: Mapping[str, Any]
     revision: int = 0
+    shadow_policies: Sequence[PolicyDocument] = ()
+    shadow: CompiledPolicies | None = None
     _by_issuer: dict[str, Provider] = field(default_factory=dict, repr=False)
     _by_resource: dict[str, Audience] = field(default_factory=dict, repr=False)
 
@@ -167,6 +166,8 @@ def build_config(raw: Mapping[str, Any], revision: int = 0) -> TrustConfig:
     )
     policies = parsed("policies", parse_policy)
     _unique(policies, lambda p: p.id, "policies")
+    shadow_policies = parsed("shadow_policies", parse_policy)
+    _unique(shadow_policies, lambda p: p.id, "shadow_policies")
 
     _check_tree(pools, "pools")
     _check_tree(audiences, "audiences")
@@ -189,39 +190,27 @@ def build_config(raw: Mapping[str, Any], revision: int = 0) -> TrustConfig:
         compiled=compile_policies(policies),
         documents=raw,
         revision=revision,
+        shadow_policies=shadow_policies,
+        shadow=(
+            compile_policies(shadow_policies, "shadow_policies")
+            if shadow_policies
+            else None
+        ),
         _by_issuer=by_issuer,
         _by_resource=by_resource,
     )
-
-
-def expand_variables(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """Replaces ``${NAME}`` with the environment variable NAME.
-
-    Raises ``ConfigError`` for a variable that is not set, so a template is
-    never applied half filled in.
-    """
-    env = os.environ if environ is None else environ
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in env:
-            raise ConfigError(f"variable ${{{name}}} is not set")
-        return env[name]
-
-    return _VARIABLE.sub(substitute, text)
 
 
 def load_file(path: Path, environ: Mapping[str, str] | None = None) -> TrustConfig:
     """Reads, expands and validates a YAML trust configuration file."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        raw = yaml.safe_load(expand_variables(text, environ))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return build_config(raw)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    raw = parse_yaml(text, str(path))
+    return build_config(
+        expand_variables(raw, os.environ if environ is None else environ)
+    )
 
 
 def _key_of(kind: str, doc: Mapping[str, Any]) -> str:

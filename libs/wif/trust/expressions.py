@@ -18,6 +18,20 @@ from wif.errors import ConfigError, InvalidGrant
 #: The longest expression text accepted, to bound compile and run cost.
 MAX_EXPRESSION_LENGTH = 4096
 
+#: Functions the CEL runtime provides; an expression naming any other would
+#: fail on every request, so it is refused when the configuration is loaded.
+KNOWN_FUNCTIONS = frozenset(
+    {
+        "contains", "endsWith", "startsWith", "matches", "size",
+        "int", "uint", "double", "string", "bytes", "dyn", "type",
+        "timestamp", "duration",
+    }
+)  # fmt: skip
+
+
+def _is_operator(name: str) -> bool:
+    return name.startswith(("_", "!_", "@"))
+
 
 @dataclass(frozen=True)
 class Expression:
@@ -49,6 +63,13 @@ def compile_expression(source: str, where: str) -> Expression:
     except ValueError as exc:
         first_line = str(exc).splitlines()[0]
         raise ConfigError(f"{where}: {first_line}") from exc
+    unknown = [
+        f
+        for f in program.functions()
+        if not _is_operator(f) and f not in KNOWN_FUNCTIONS
+    ]
+    if unknown:
+        raise ConfigError(f"{where}: unknown function {unknown[0]!r}")
     return Expression(source=source, program=program)
 
 

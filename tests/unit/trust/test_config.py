@@ -16,11 +16,11 @@ from wif.trust.config import (
     TRUST_PREFIX,
     TrustConfig,
     build_config,
-    expand_variables,
     from_etcd_items,
     load_file,
     to_etcd_items,
 )
+from wif.trust.source import expand_variables
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -411,11 +411,29 @@ def test_load_file_refuses_invalid_yaml(tmp_path: Path) -> None:
 
 
 def test_expand_variables_fills_in_every_occurrence() -> None:
-    text = "a: ${ONE}\nb: ${ONE}-${TWO}\nc: $NOT_A_VARIABLE\n"
+    raw = {"a": "${ONE}", "b": ["${ONE}-${TWO}"], "c": "$NOT_A_VARIABLE", "d": 3}
 
-    expanded = expand_variables(text, {"ONE": "1", "TWO": "2"})
+    expanded = expand_variables(raw, {"ONE": "1", "TWO": "2"})
 
-    assert expanded == "a: 1\nb: 1-2\nc: $NOT_A_VARIABLE\n"
+    assert expanded == {"a": "1", "b": ["1-2"], "c": "$NOT_A_VARIABLE", "d": 3}
+
+
+def test_a_variable_value_is_data_and_never_adds_keys(tmp_path: Path) -> None:
+    path = tmp_path / "trust.yaml"
+    path.write_text("mesh:\n  trust_domain: ${TD}\n  issuer: https://x.example\n")
+
+    with pytest.raises(ConfigError, match=r"mesh.trust_domain"):
+        load_file(path, environ={"TD": "acme.example\n  condition: 'true'"})
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "trust.yaml"
+    path.write_text("mesh:\n  trust_domain: a\n  trust_domain: b\n")
+
+    with pytest.raises(
+        ConfigError, match=r"line 3: the key 'trust_domain' is given twice"
+    ):
+        load_file(path, environ={})
 
 
 def test_to_etcd_items_writes_one_document_per_key(dev_config: TrustConfig) -> None:
@@ -426,7 +444,7 @@ def test_to_etcd_items_writes_one_document_per_key(dev_config: TrustConfig) -> N
     assert TRUST_PREFIX + "pools/payments-ci" in items
     assert TRUST_PREFIX + "providers/ci" in items
     assert TRUST_PREFIX + "policies/search-is-isolated" in items
-    assert len(items) == 1 + 5 + 1 + 4 + 3
+    assert len(items) == 1 + 5 + 1 + 4 + 4
 
 
 def test_etcd_items_round_trip_keeps_documents_and_revision(
@@ -443,7 +461,7 @@ def test_etcd_items_round_trip_keeps_documents_and_revision(
         assert {doc["id"]: doc for doc in rebuilt.documents[kind]} == by_id
     assert rebuilt.pools == dev_config.pools
     assert rebuilt.audiences == dev_config.audiences
-    assert rebuilt.compiled.ids == dev_config.compiled.ids
+    assert sorted(rebuilt.compiled.ids) == sorted(dev_config.compiled.ids)
 
 
 def test_etcd_items_round_trip_keeps_workloads(dev_raw: dict[str, Any]) -> None:
@@ -512,6 +530,7 @@ def test_compiled_policy_ids_are_the_document_ids(dev_config: TrustConfig) -> No
         "payments-reach-internal-payments",
         "production-deploys-only",
         "search-is-isolated",
+        "payments-access-payments-api",
     )
 
 
@@ -525,3 +544,37 @@ def test_compiled_policy_ids_number_the_statements_of_one_document(
     config = build_config(dev_raw)
 
     assert config.compiled.ids[-2:] == ("two-rules#1", "two-rules#2")
+
+
+def test_build_config_compiles_shadow_policies_apart(dev_raw: dict[str, Any]) -> None:
+    dev_raw["shadow_policies"] = [{"id": "candidate", "cedar": GOOD_POLICY}]
+
+    config = build_config(dev_raw)
+
+    assert config.shadow is not None
+    assert config.shadow.ids == ("candidate",)
+    assert "candidate" not in config.compiled.ids
+    assert build_config({**dev_raw, "shadow_policies": []}).shadow is None
+
+
+def test_build_config_validates_shadow_policies_like_policies(
+    dev_raw: dict[str, Any],
+) -> None:
+    dev_raw["shadow_policies"] = [
+        {"id": "candidate", "cedar": "permit (principal, action, resource) when { 1 };"}
+    ]
+
+    with pytest.raises(ConfigError) as caught:
+        build_config(dev_raw)
+
+    assert caught.value.message.startswith("shadow_policies.candidate: ")
+
+
+def test_shadow_policies_round_trip_through_etcd_items(dev_raw: dict[str, Any]) -> None:
+    dev_raw["shadow_policies"] = [{"id": "candidate", "cedar": GOOD_POLICY}]
+    items = to_etcd_items(build_config(dev_raw))
+
+    assert TRUST_PREFIX + "shadow_policies/candidate" in items
+    rebuilt = from_etcd_items(items, 9)
+    assert rebuilt.shadow is not None
+    assert rebuilt.shadow.ids == ("candidate",)

@@ -137,3 +137,11 @@ def test_condition_holds_refuses_anything_but_true(source: str) -> None:
         condition_holds(condition, {"sub": "x"})
 
     assert caught.value.reason == "ATTRIBUTE_CONDITION_FAILED"
+
+
+@pytest.mark.parametrize("source", ["evil(assertion.x)", "assertion.x.lowerAscii()"])
+def test_expression_naming_an_unknown_function_is_a_configuration_error(
+    source: str,
+) -> None:
+    with pytest.raises(ConfigError, match=r"where: unknown function"):
+        compile_expression(source, "where")
