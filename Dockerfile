@@ -8,7 +8,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY libs ./libs
 COPY services ./services
-RUN python -m venv /opt/wif && /opt/wif/bin/pip install .
+COPY scripts/restore-shadowed-packages.sh ./scripts/
+RUN python -m venv /opt/wif && /opt/wif/bin/pip install . \
+ && scripts/restore-shadowed-packages.sh /opt/wif/bin/python
 
 FROM python:3.11-slim
 ENV PATH=/opt/wif/bin:$PATH \

@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 
 .PHONY: setup demo test test-unit lint gen bench up down clean
 
-setup: $(VENV)/.installed node_modules/.installed .etcd-ready
+setup: $(VENV)/.installed node_modules/.installed .etcd-ready .softhsm-ready
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	scripts/restore-shadowed-packages.sh $(PY)
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -25,6 +26,13 @@ node_modules/.installed: package.json package-lock.json
 	@$(PY) -c 'from wif.dev.etcd import find_etcd_binary; find_etcd_binary()' 2>/dev/null \
 	  || { apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null; }
 	@$(PY) -c 'from wif.dev.etcd import find_etcd_binary; print("etcd:", find_etcd_binary())'
+	touch $@
+
+# SoftHSM2, the PKCS#11 token the HSM signer is tested with: Debian's softhsm2.
+.softhsm-ready:
+	@command -v softhsm2-util >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null; }
+	@echo "softhsm2: $$(command -v softhsm2-util)"
 	touch $@
 
 demo: setup
@@ -55,4 +63,4 @@ bench: setup
 	$(PY) -m tests.bench
 
 clean:
-	rm -rf $(VENV) node_modules .etcd-ready .wif
+	rm -rf $(VENV) node_modules .etcd-ready .softhsm-ready .wif

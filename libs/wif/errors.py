@@ -120,5 +120,14 @@ class ConfigError(WifError):
     default_reason = "INVALID_CONFIGURATION"
 
 
+class NotFound(WifError):
+    """An administrative call names something that does not exist."""
+
+    oauth_error = "invalid_request"
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+    default_reason = "NOT_FOUND"
+
+
 class InternalError(WifError):
     """A fault inside the mesh; the caller sees no detail."""

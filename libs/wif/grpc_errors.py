@@ -23,6 +23,7 @@ from grpc_status import rpc_status
 
 from wif import errors
 from wif.errors import ERROR_DOMAIN, WifError
+from wif.metrics import RPC_CALLS, RPC_DURATION
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,16 @@ def handle_errors(
         except Exception:
             log.exception("%s failed", method.__name__)
             error = errors.InternalError("internal error", reason="INTERNAL")
+        elapsed = time.perf_counter() - started
+        outcome = "ok" if error is None else error.grpc_code.name.lower()
+        reason = "" if error is None else error.reason
         fields = {
             "rpc": method.__name__,
-            "outcome": "ok" if error is None else error.grpc_code.name.lower(),
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "outcome": outcome,
+            "duration_ms": round(elapsed * 1000, 3),
         }
+        RPC_CALLS.add(1, {"rpc": method.__name__, "outcome": outcome, "reason": reason})
+        RPC_DURATION.record(elapsed, {"rpc": method.__name__, "outcome": outcome})
         if error is None:
             log.info("%s ok", method.__name__, extra={"fields": fields})
             return result

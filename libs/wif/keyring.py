@@ -42,7 +42,15 @@ PUBLISHED_STATES = (KeyState.PENDING, KeyState.ACTIVE, KeyState.RETIRING)
 
 @dataclass(frozen=True)
 class KeyRecord:
-    """One signing key: public JWK, state and sealed private part."""
+    """One signing key: public JWK, state, schedule and where its private part is.
+
+    The private part is either sealed under the KEK (``sealed_private``) or
+    held by a PKCS#11 token, named by ``hsm_key_id`` (its CKA_ID in hex), in
+    which case ``sealed_private`` is empty. Times are Unix seconds; 0 means
+    not set. ``retire_at`` is when an active key is due to stop signing: no
+    token it signs may outlive ``retire_at`` plus the longest token lifetime,
+    which is what keeps every such token verifiable until ``delete_at``.
+    """
 
     kid: str
     alg: str
@@ -50,6 +58,11 @@ class KeyRecord:
     created_at: int
     public_jwk: Mapping[str, Any]
     sealed_private: Mapping[str, str] = field(repr=False)
+    activate_at: int = 0
+    retire_at: int = 0
+    retired_at: int = 0
+    delete_at: int = 0
+    hsm_key_id: str = ""
 
     def to_json(self) -> bytes:
         """The record as stored in etcd."""
@@ -61,13 +74,19 @@ class KeyRecord:
                 "created_at": self.created_at,
                 "public_jwk": dict(self.public_jwk),
                 "sealed_private": dict(self.sealed_private),
+                **{name: getattr(self, name) for name in _SCHEDULE},
+                "hsm_key_id": self.hsm_key_id,
             },
             sort_keys=True,
         ).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> KeyRecord:
-        """Parses a stored record; raises ``ValueError`` if it is malformed."""
+        """Parses a stored record; raises ``ValueError`` if it is malformed.
+
+        Records written before keys had a schedule lack its members; they
+        read as 0 (not set).
+        """
         doc = json.loads(data)
         try:
             return cls(
@@ -77,9 +96,15 @@ class KeyRecord:
                 created_at=int(doc["created_at"]),
                 public_jwk=dict(doc["public_jwk"]),
                 sealed_private=dict(doc["sealed_private"]),
+                **{name: int(doc.get(name, 0)) for name in _SCHEDULE},
+                hsm_key_id=str(doc.get("hsm_key_id", "")),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed key record: {exc}") from exc
+
+
+#: The schedule members of a record, all Unix seconds.
+_SCHEDULE = ("activate_at", "retire_at", "retired_at", "delete_at")
 
 
 def key_path(kid: str) -> str:

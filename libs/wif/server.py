@@ -28,6 +28,12 @@ from grpc_reflection.v1alpha import reflection
 
 from wif.grpc_errors import DecodeGuard
 from wif.logs import configure_logging
+from wif.metrics import (
+    PROMETHEUS_CONTENT_TYPE,
+    prometheus_text,
+    setup_metrics,
+    shutdown_metrics,
+)
 from wif.settings import load_settings
 from wif.telemetry import (
     client_interceptors,
@@ -163,9 +169,21 @@ async def _start_http(app: web.Application, listen: str) -> tuple[web.AppRunner,
     return runner, int(bound)
 
 
-async def run_service(
-    parts: ServiceParts, grpc_listen: str, ready_file: str | None
-) -> None:
+def metrics_app() -> web.Application:
+    """An application serving ``GET /metrics`` for Prometheus."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        body = prometheus_text()
+        return web.Response(
+            body=body, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    return app
+
+
+async def run_service(parts: ServiceParts, settings: ServiceSettings) -> None:
     """Runs a service until SIGTERM or SIGINT, then drains it.
 
     Background tasks (configuration and key followers) start first; the
@@ -177,19 +195,26 @@ async def run_service(
         if parts.ready is not None:
             await parts.ready()
         running = await start_grpc_server(
-            grpc_listen, parts.register, parts.service_names
+            settings.grpc_listen, parts.register, parts.service_names
         )
         endpoints: dict[str, Any] = {"service": parts.name, "grpc_port": running.port}
-        runner = None
+        runners = []
         if parts.http_app is not None and parts.http_listen:
-            runner, http_port = await _start_http(parts.http_app, parts.http_listen)
-            endpoints["http_port"] = http_port
-        write_ready_file(ready_file, endpoints)
+            runner, endpoints["http_port"] = await _start_http(
+                parts.http_app, parts.http_listen
+            )
+            runners.append(runner)
+        if settings.metrics_listen:
+            runner, endpoints["metrics_port"] = await _start_http(
+                metrics_app(), settings.metrics_listen
+            )
+            runners.append(runner)
+        write_ready_file(settings.ready_file, endpoints)
         log.info("%s serving", parts.name, extra={"fields": endpoints})
         await wait_for_signal()
         log.info("%s draining", parts.name)
         await running.drain()
-        if runner is not None:
+        for runner in runners:
             await runner.cleanup()
     finally:
         for task in tasks:
@@ -198,6 +223,7 @@ async def run_service(
         if parts.close is not None:
             await parts.close()
         shutdown_tracing()
+        shutdown_metrics()
 
 
 class ServiceSettings(Protocol):
@@ -209,6 +235,8 @@ class ServiceSettings(Protocol):
     def ready_file(self) -> str | None: ...
     @property
     def log_level(self) -> str: ...
+    @property
+    def metrics_listen(self) -> str | None: ...
 
 
 def run_main(
@@ -221,9 +249,10 @@ def run_main(
     settings = load_settings(settings_class, argv, prog=f"wif-{name}")
     configure_logging(name, settings.log_level)
     setup_tracing(f"wif-{name}")
+    setup_metrics(f"wif-{name}")
 
     async def serve() -> None:
         parts = await build(settings)
-        await run_service(parts, settings.grpc_listen, settings.ready_file)
+        await run_service(parts, settings)
 
     asyncio.run(serve())

@@ -102,3 +102,9 @@ class CommonSettings:
         parse=optional,
     )
     log_level: str = setting("info", "log level", env="WIF_LOG_LEVEL")
+    metrics_listen: str | None = setting(
+        None,
+        "HTTP listen address for Prometheus scraping at /metrics; unset disables",
+        env="WIF_METRICS_LISTEN",
+        parse=lambda value: host_port(value) if value else None,
+    )

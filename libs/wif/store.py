@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -172,11 +172,14 @@ class EtcdStore:
             deleted = await client.delete(_encode(key))
         return deleted is not None
 
-    async def put_if_absent(self, key: str, value: bytes) -> bool:
-        """Create ``key`` unless it exists; return whether this call created it."""
+    async def put_if_absent(
+        self, key: str, value: bytes, *, lease: int | None = None
+    ) -> bool:
+        """Create ``key`` (bound to ``lease``) unless it exists; return whether
+        this call created it."""
         client = await self._connected()
         create = client.transactions.create(_encode(key)) == 0
-        put = client.transactions.put(_encode(key), value)
+        put = client.transactions.put(_encode(key), value, lease=lease)
         with _unavailable_on_error("create a key"):
             # aetcd iterates ``failure`` unconditionally: it must be a list.
             created, _ = await client.transaction(
@@ -190,6 +193,49 @@ class EtcdStore:
         with _unavailable_on_error("grant a lease"):
             lease = await client.lease(ttl)
         return int(lease.id)
+
+    async def refresh_lease(self, lease_id: int) -> bool:
+        """Keep a lease alive once; return False if it has already expired."""
+        client = await self._connected()
+        with _unavailable_on_error("refresh a lease"):
+            reply = await client.refresh_lease(lease_id)
+        return reply is not None and int(reply.TTL) > 0
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        """Revoke a lease at once, deleting every key bound to it."""
+        client = await self._connected()
+        with _unavailable_on_error("revoke a lease"):
+            await client.revoke_lease(lease_id)
+
+    async def update_prefix_if_unchanged(
+        self,
+        prefix: str,
+        revision: int,
+        puts: Mapping[str, bytes],
+        deletes: Iterable[str] = (),
+    ) -> bool:
+        """Write ``puts`` and delete ``deletes`` in one transaction, provided no
+        key under ``prefix`` was written after ``revision``.
+
+        A compare-and-swap over a whole prefix: read a snapshot, decide, and
+        commit only if nobody changed the prefix meanwhile. Returns whether
+        the transaction was applied; on False, read again and decide again.
+
+        Raises:
+            ValueError: a key lies outside ``prefix``.
+            StoreRefused: etcd refused the transaction, e.g. as too large.
+            StoreUnavailable: etcd could not be reached.
+        """
+        keys = [*puts, *deletes]
+        outside = sorted(key for key in keys if not key.startswith(prefix))
+        if outside:
+            raise ValueError(f"keys outside the prefix {prefix!r}: {outside}")
+
+        client = await self._connected()
+        request = _update_request(prefix, revision, puts, deletes)
+        with _unavailable_on_error("update a prefix"):
+            response = await client.kvstub.Txn(request, timeout=self.timeout)
+        return bool(response.succeeded)
 
     async def replace_prefix(self, prefix: str, items: Mapping[str, bytes]) -> int:
         """Make ``items`` exactly the keys under ``prefix`` in one transaction.
@@ -444,6 +490,29 @@ async def _read_prefix(client: Any, prefix: str) -> Snapshot:
     found = await client.get_prefix(_encode(prefix))
     items = {_decode(kv.key): bytes(kv.value) for kv in found.kvs}
     return Snapshot(int(found.header.revision), MappingProxyType(items))
+
+
+def _update_request(
+    prefix: str, revision: int, puts: Mapping[str, bytes], deletes: Iterable[str]
+) -> Any:
+    rpc = aetcd.rpc
+    key = _encode(prefix)
+    unchanged = rpc.Compare(
+        key=key,
+        range_end=aetcd.utils.prefix_range_end(key),
+        target=rpc.Compare.MOD,
+        result=rpc.Compare.LESS,
+        mod_revision=revision + 1,
+    )
+    ops = [
+        rpc.RequestOp(request_put=rpc.PutRequest(key=_encode(k), value=v))
+        for k, v in puts.items()
+    ]
+    ops += [
+        rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=_encode(k)))
+        for k in deletes
+    ]
+    return rpc.TxnRequest(compare=[unchanged], success=ops)
 
 
 def _replace_request(prefix: str, current: Snapshot, items: Mapping[str, bytes]) -> Any:

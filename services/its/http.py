@@ -14,7 +14,8 @@ from wif.keyring import SIGNING_ALGORITHMS
 JWKS_PATH = "/.well-known/jwks.json"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 
-#: How long relying parties may cache the JWKS and discovery document.
+#: How long relying parties may cache the JWKS and discovery document, unless
+#: the ITS is told otherwise; new keys are published at least this long ahead.
 CACHE_SECONDS = 300
 
 
@@ -43,28 +44,33 @@ def discovery_document(issuer: str) -> dict[str, Any]:
     }
 
 
-def _cached_json(request: web.Request, body: dict[str, Any]) -> web.Response:
+def _cached_json(
+    request: web.Request, body: dict[str, Any], max_age: int
+) -> web.Response:
     data = json.dumps(body, sort_keys=True).encode()
     etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    headers = {"Cache-Control": f"public, max-age={CACHE_SECONDS}", "ETag": etag}
+    headers = {"Cache-Control": f"public, max-age={max_age}", "ETag": etag}
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, content_type="application/json", headers=headers)
 
 
 def build_app(
-    jwks: Callable[[], dict[str, Any]], issuer: Callable[[], str | None]
+    jwks: Callable[[], dict[str, Any]],
+    issuer: Callable[[], str | None],
+    cache_seconds: float = CACHE_SECONDS,
 ) -> web.Application:
     """The aiohttp application; ``jwks`` and ``issuer`` read the current state."""
+    max_age = int(cache_seconds)
 
     async def get_jwks(request: web.Request) -> web.Response:
-        return _cached_json(request, jwks())
+        return _cached_json(request, jwks(), max_age)
 
     async def get_discovery(request: web.Request) -> web.Response:
         current = issuer()
         if current is None:
             return web.json_response({"error": "temporarily_unavailable"}, status=503)
-        return _cached_json(request, discovery_document(current))
+        return _cached_json(request, discovery_document(current), max_age)
 
     app = web.Application(client_max_size=16 * 1024)
     app.router.add_get(JWKS_PATH, get_jwks)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from wif import spiffe
-from wif.errors import InvalidRequest
-from wif.tokens import SigningKey
-from wif.trust.model import MAX_LIFETIME_SECONDS, RESERVED_CLAIMS
+from wif.errors import InvalidRequest, TemporarilyUnavailable
+from wif.tokens import Signer
+from wif.trust.model import MAX_LIFETIME_SECONDS, RESERVED_CLAIMS, Audience
 
 MAX_AUDIENCES = 16
 MAX_SCOPES = 64
@@ -79,11 +79,25 @@ def check_claims(claims: Mapping[str, Any]) -> None:
         raise _refuse(f"claim {reserved[0]!r} is set by the ITS", "RESERVED_CLAIM")
 
 
-def expiry(request: TokenRequest, now: int) -> int:
+def check_known_audiences(
+    audiences: Sequence[str], known: Mapping[str, Audience]
+) -> int:
+    """Every audience must be in the trust configuration; returns the shortest
+    maximum lifetime among them."""
+    for name in audiences:
+        if name not in known:
+            raise _refuse(
+                "an audience is not in the trust configuration",
+                "UNKNOWN_AUDIENCE",
+            )
+    return min(known[name].max_lifetime_seconds for name in audiences)
+
+
+def expiry(request: TokenRequest, now: int, max_lifetime: int) -> int:
     """The expiry: the lifetime asked for, never past ``not_after``."""
-    if not 1 <= request.lifetime_seconds <= MAX_LIFETIME_SECONDS:
+    if not 1 <= request.lifetime_seconds <= max_lifetime:
         raise _refuse(
-            f"lifetime must be 1 to {MAX_LIFETIME_SECONDS} seconds", "INVALID_LIFETIME"
+            f"lifetime must be 1 to {max_lifetime} seconds", "INVALID_LIFETIME"
         )
     expires_at = now + request.lifetime_seconds
     if request.not_after:
@@ -93,20 +107,56 @@ def expiry(request: TokenRequest, now: int) -> int:
     return expires_at
 
 
+def clamp_to_key(expires_at: int, now: int, key_bound: int) -> int:
+    """The expiry, never past ``key_bound``: the last moment the signing key
+    is sure to stay published (0 for no bound)."""
+    if not key_bound:
+        return expires_at
+    if key_bound <= now:
+        raise TemporarilyUnavailable(
+            "the signing key is past its retirement", reason="NO_SIGNING_KEY"
+        )
+    return min(expires_at, key_bound)
+
+
+@dataclass(frozen=True)
+class MintLimits:
+    """What bounds a token besides the request: lifetime, key and audiences."""
+
+    max_lifetime: int = MAX_LIFETIME_SECONDS
+    key_bound: int = 0
+    audiences: Mapping[str, Audience] | None = None
+
+
 def mint(
     request: TokenRequest,
     *,
     issuer: str,
     trust_domain: str,
-    signer: SigningKey,
+    signer: Signer,
     now: int,
+    limits: MintLimits = MintLimits(),
 ) -> MintedToken:
-    """Checks ``request`` and signs its token; raises ``InvalidRequest``."""
+    """Checks ``request`` and signs its token.
+
+    ``limits.audiences``, when given, is the trust configuration's audiences:
+    each requested audience must be one of them, and the lifetime may not
+    exceed the shortest of their maximum lifetimes.
+
+    Raises:
+        InvalidRequest: the request breaks a rule; the reason names it.
+        TokenTooLarge: the token would exceed 8 KB.
+        TemporarilyUnavailable: the signing key may sign no more tokens.
+    """
     check_subject(request.subject, trust_domain)
     check_audiences(request.audiences)
+    max_lifetime = limits.max_lifetime
+    if limits.audiences is not None:
+        widest = check_known_audiences(request.audiences, limits.audiences)
+        max_lifetime = min(max_lifetime, widest)
     check_scopes(request.scopes)
     check_claims(request.claims)
-    expires_at = expiry(request, now)
+    expires_at = clamp_to_key(expiry(request, now, max_lifetime), now, limits.key_bound)
 
     token_id = secrets.token_urlsafe(18)
     payload: dict[str, Any] = {

@@ -8,7 +8,8 @@ import grpc
 from google.protobuf import json_format
 
 from services.its.keys import KeyManager
-from services.its.minting import TokenRequest, mint
+from services.its.minting import MintLimits, TokenRequest, mint
+from services.its.schedule import RotationSchedule, signing_bound
 from wif.audit import AuditLog
 from wif.grpc_errors import handle_errors
 from wif.telemetry import tracer
@@ -21,10 +22,17 @@ _tracer = tracer(__name__)
 class IdentityTokenServicer(its_pb2_grpc.IdentityTokenServiceServicer):
     """Signs tokens with the active key for subjects the STS vouches for."""
 
-    def __init__(self, keys: KeyManager, trust: TrustFollower, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        keys: KeyManager,
+        trust: TrustFollower,
+        audit: AuditLog,
+        schedule: RotationSchedule,
+    ) -> None:
         self._keys = keys
         self._trust = trust
         self._audit = audit
+        self._schedule = schedule
 
     @handle_errors
     async def IssueToken(
@@ -43,12 +51,18 @@ class IdentityTokenServicer(its_pb2_grpc.IdentityTokenServiceServicer):
             else None,
         )
         with _tracer.start_as_current_span("its.sign") as span:
+            record, signer = self._keys.signer()
             minted = mint(
                 token_request,
                 issuer=config.issuer,
                 trust_domain=config.trust_domain,
-                signer=self._keys.signer(),
+                signer=signer,
                 now=int(time.time()),
+                limits=MintLimits(
+                    max_lifetime=self._schedule.max_token_lifetime,
+                    key_bound=signing_bound(record, self._schedule),
+                    audiences=config.audiences,
+                ),
             )
             span.set_attribute("wif.key_id", minted.key_id)
         await self._audit.record(

@@ -5,13 +5,22 @@ configuration version; the principal of each request is added as a
 workload entity in its pool, carrying its mapped attributes as tags. A
 configuration version and its entities are swapped in together, so each
 decision sees one consistent version and reports it.
+
+A decision does not copy the whole hierarchy: its entities are the
+principal, its pool's chain of ancestors and the audience's chain, built
+once per pool and audience pair and kept with the version. That holds what
+``principal in ...`` and ``resource in ...`` need, whatever the number of
+pools; an ``in`` between two entity literals of a policy (``Pool::"a" in
+Pool::"b"``) is not followed through the hierarchy. When the version holds
+a shadow policy set, each decision is evaluated against it too, on the same
+entities and context, and both outcomes are returned.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cedarpy
@@ -22,6 +31,14 @@ from wif.trust.config import TrustConfig
 
 #: Principal attributes that have a typed place in the Cedar schema.
 TYPED_ATTRIBUTES = ("workload_type", "environment_tier", "security_clearance")
+
+
+@dataclass(frozen=True)
+class Risk:
+    """A principal's risk for one request: a score from 0 to 100 and why."""
+
+    score: int = 0
+    signals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,8 +56,24 @@ class DecisionInput:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What one policy set answered: allow or deny, and the policies why."""
+
+    allowed: bool
+    policy_ids: tuple[str, ...]
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DecisionResult:
-    """A decision, the policies that determined it, and what it grants."""
+    """A decision, the policies that determined it, and what it grants.
+
+    ``shadow`` is the shadow policy set's outcome for the same question, or
+    None when no shadow set is configured or the question never reached
+    the policies; ``evaluated`` tells whether it did. ``quarantine_seconds``
+    is how long a deciding forbid policy asks the principal to be
+    quarantined for.
+    """
 
     allowed: bool
     policy_ids: tuple[str, ...]
@@ -48,19 +81,53 @@ class DecisionResult:
     granted_scopes: tuple[str, ...] = ()
     max_lifetime_seconds: int = 0
     config_revision: int = 0
+    risk: Risk = field(default_factory=Risk)
+    shadow: Outcome | None = None
+    quarantine_seconds: int = 0
+    evaluated: bool = False
+
+
+#: Entity sets for (pool, audience) pairs kept per version before starting over.
+MAX_CACHED_ENTITY_SETS = 4096
 
 
 @dataclass(frozen=True)
-class _Version:
+class Version:
+    """One configuration, its entities, and entity sets per pool and audience."""
+
     config: TrustConfig
-    entities: Any
+    entities: Mapping[tuple[str, str], dict[str, Any]]
+    _bases: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+
+    def _chain(self, kind: str, entity_id: str) -> list[dict[str, Any]]:
+        chain = []
+        node: str | None = entity_id
+        while node is not None:
+            entity = self.entities[(kind, node)]
+            chain.append(entity)
+            parents = entity["parents"]
+            node = parents[0]["id"] if parents else None
+        return chain
+
+    def base_entities(self, pool_id: str, audience_id: str) -> Any:
+        """The Cedar entities of a pool's and an audience's ancestry."""
+        key = (pool_id, audience_id)
+        base = self._bases.get(key)
+        if base is None:
+            chain = self._chain("Pool", pool_id) + self._chain("Audience", audience_id)
+            base = cedarpy.Entities.from_json_str(json.dumps(chain), schema=SCHEMA)
+            if len(self._bases) >= MAX_CACHED_ENTITY_SETS:
+                self._bases.clear()
+            self._bases[key] = base
+        return base
 
 
 def _uid(kind: str, entity_id: str) -> dict[str, str]:
     return {"type": kind, "id": entity_id}
 
 
-def _base_entities(config: TrustConfig) -> Any:
+def _base_entities(config: TrustConfig) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every pool and audience as a Cedar entity, checked against the schema."""
     entities: list[dict[str, Any]] = []
     for pool in config.pools.values():
         parents = [_uid("Pool", pool.parent)] if pool.parent else []
@@ -74,32 +141,98 @@ def _base_entities(config: TrustConfig) -> Any:
         entities.append(
             {"uid": _uid("Audience", audience.id), "attrs": attrs, "parents": parents}
         )
-    return cedarpy.Entities.from_json_str(json.dumps(entities), schema=SCHEMA)
+    cedarpy.Entities.from_json_str(json.dumps(entities), schema=SCHEMA)
+    return {(e["uid"]["type"], e["uid"]["id"]): e for e in entities}
 
 
-def _request_context(decision: DecisionInput) -> dict[str, Any]:
+def _strings(values: Any) -> list[str]:
+    if not isinstance(values, list | tuple):
+        return []
+    return [str(v) for v in values]
+
+
+def whole_number(value: Any) -> int:
+    """A context number as Cedar's Long; anything else, or out of range, is 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if not -(2**53) <= value <= 2**53:
+        return 0
+    return int(value)
+
+
+def request_context(decision: DecisionInput, risk: Risk) -> dict[str, Any]:
+    """The Cedar context of a question; absent members get neutral values."""
     given = decision.context
-    actors = [str(a) for a in given.get("actor_chain", [])]
+    actors = _strings(given.get("actor_chain", []))
     return {
         "scopes": list(decision.scopes),
         "actor_chain": actors,
         "actor_depth": len(actors),
         "source_address": str(given.get("source_address", "")),
-        "now": int(given.get("now", 0)),
-        "subject_token_age_seconds": int(given.get("subject_token_age_seconds", 0)),
+        "now": whole_number(given.get("now")),
+        "subject_token_age_seconds": whole_number(
+            given.get("subject_token_age_seconds")
+        ),
+        "risk_score": risk.score,
+        "risk_signals": list(risk.signals),
+        "http_method": str(given.get("http_method", "")),
+        "http_path": str(given.get("http_path", "")),
     }
+
+
+def _principal(config: TrustConfig, decision: DecisionInput) -> dict[str, Any]:
+    tags = {k: str(v) for k, v in decision.attributes.items()}
+    path = decision.subject.split("/", 4)[-1]
+    registered = config.workloads.get((decision.pool_id, path))
+    if registered is not None:
+        tags.update(registered.attributes)
+    attrs: dict[str, Any] = {
+        "pool": decision.pool_id,
+        "provider": decision.provider_id,
+    }
+    attrs.update({k: tags[k] for k in TYPED_ATTRIBUTES if k in tags})
+    return {
+        "uid": _uid("Workload", decision.subject),
+        "attrs": attrs,
+        "parents": [_uid("Pool", decision.pool_id)],
+        "tags": tags,
+    }
+
+
+def _outcome(result: Any) -> Outcome:
+    return Outcome(
+        allowed=bool(result.allowed),
+        policy_ids=tuple(result.diagnostics.reasons),
+        errors=tuple(str(e) for e in result.diagnostics.errors),
+    )
+
+
+def unknown_name(config: TrustConfig, decision: DecisionInput) -> str | None:
+    """Why ``decision`` names something the configuration does not know."""
+    if decision.action not in ACTIONS:
+        return f"unknown action {decision.action!r}"
+    if decision.audience not in config.audiences:
+        return f"unknown audience {decision.audience!r}"
+    if decision.pool_id not in config.pools:
+        return f"unknown pool {decision.pool_id!r}"
+    return None
 
 
 class PolicyEngine:
     """Evaluates Cedar policies against the configuration in force."""
 
     def __init__(self) -> None:
-        self._version: _Version | None = None
+        self._version: Version | None = None
 
     @property
     def revision(self) -> int:
         """The configuration revision in force, 0 before the first."""
         return self._version.config.revision if self._version else 0
+
+    @property
+    def version(self) -> Version | None:
+        """The version in force; hold it to answer several questions alike."""
+        return self._version
 
     def load(self, config: TrustConfig) -> None:
         """Builds the entities of ``config`` and swaps them in with it."""
@@ -107,70 +240,75 @@ class PolicyEngine:
             entities = _base_entities(config)
         except ValueError as exc:
             raise ConfigError(f"entities: {exc}") from exc
-        self._version = _Version(config=config, entities=entities)
+        self._version = Version(config=config, entities=entities)
 
-    def _principal(
-        self, config: TrustConfig, decision: DecisionInput
-    ) -> dict[str, Any]:
-        tags = {k: str(v) for k, v in decision.attributes.items()}
-        path = decision.subject.split("/", 4)[-1]
-        registered = config.workloads.get((decision.pool_id, path))
-        if registered is not None:
-            tags.update(registered.attributes)
-        attrs: dict[str, Any] = {
-            "pool": decision.pool_id,
-            "provider": decision.provider_id,
-        }
-        attrs.update({k: tags[k] for k in TYPED_ATTRIBUTES if k in tags})
-        return {
-            "uid": _uid("Workload", decision.subject),
-            "attrs": attrs,
-            "parents": [_uid("Pool", decision.pool_id)],
-            "tags": tags,
-        }
+    def decide(
+        self,
+        decision: DecisionInput,
+        risk: Risk | None = None,
+        version: Version | None = None,
+    ) -> DecisionResult:
+        """Answers one question; unknown names deny with an error, never raise.
 
-    def decide(self, decision: DecisionInput) -> DecisionResult:
-        """Answers one question; unknown names deny with an error, never raise."""
-        version = self._version
+        ``version`` defaults to the version in force; pass one to answer a
+        batch against the same version.
+        """
+        version = version or self._version
+        risk = risk or Risk()
         if version is None:
-            return DecisionResult(False, (), ("no configuration loaded",))
+            return DecisionResult(False, (), ("no configuration loaded",), risk=risk)
         config = version.config
-        problem = self._unknown_name(config, decision)
+        problem = unknown_name(config, decision)
         if problem:
             return DecisionResult(
-                False, (), (problem,), config_revision=config.revision
+                False, (), (problem,), config_revision=config.revision, risk=risk
             )
 
-        principal = self._principal(config, decision)
-        entities = version.entities.with_added_json_str(json.dumps([principal]))
+        principal = _principal(config, decision)
+        base = version.base_entities(decision.pool_id, decision.audience)
+        entities = base.with_added_json_str(json.dumps([principal]))
         request = {
             "principal": principal["uid"],
             "action": _uid("Action", decision.action),
             "resource": _uid("Audience", decision.audience),
-            "context": _request_context(decision),
+            "context": request_context(decision, risk),
         }
-        result = cedarpy.is_authorized(request, config.compiled.policy_set, entities)
+        active = _outcome(
+            cedarpy.is_authorized(request, config.compiled.policy_set, entities)
+        )
+        shadow = None
+        if config.shadow is not None:
+            shadow = _outcome(
+                cedarpy.is_authorized(request, config.shadow.policy_set, entities)
+            )
         audience = config.audiences[decision.audience]
+        quarantine = config.compiled.quarantine_seconds
         return DecisionResult(
-            allowed=result.allowed,
-            policy_ids=tuple(result.diagnostics.reasons),
-            errors=tuple(str(e) for e in result.diagnostics.errors),
+            allowed=active.allowed,
+            policy_ids=active.policy_ids,
+            errors=active.errors,
             granted_scopes=tuple(
-                s for s in decision.scopes if result.allowed and s in audience.scopes
+                s for s in decision.scopes if active.allowed and s in audience.scopes
             ),
             max_lifetime_seconds=audience.max_lifetime_seconds,
             config_revision=config.revision,
+            risk=risk,
+            shadow=shadow,
+            quarantine_seconds=0
+            if active.allowed
+            else max((quarantine.get(p, 0) for p in active.policy_ids), default=0),
+            evaluated=True,
         )
 
-    @staticmethod
-    def _unknown_name(config: TrustConfig, decision: DecisionInput) -> str | None:
-        if decision.action not in ACTIONS:
-            return f"unknown action {decision.action!r}"
-        if decision.audience not in config.audiences:
-            return f"unknown audience {decision.audience!r}"
-        if decision.pool_id not in config.pools:
-            return f"unknown pool {decision.pool_id!r}"
-        return None
 
-
-__all__ = ["DecisionInput", "DecisionResult", "PolicyEngine"]
+__all__ = [
+    "DecisionInput",
+    "DecisionResult",
+    "Outcome",
+    "PolicyEngine",
+    "Risk",
+    "Version",
+    "request_context",
+    "unknown_name",
+    "whole_number",
+]

@@ -6,10 +6,16 @@ from collections.abc import Sequence
 
 import grpc
 
+from services.policy import envoy_authz
+from services.policy.decider import Decider
 from services.policy.engine import PolicyEngine
+from services.policy.envoy_authz import DecisionCache, EnvoyAuthorizer
+from services.policy.restrictions import Quarantines, Revocations
+from services.policy.risk import RiskSettings, RiskTracker
 from services.policy.servicer import PolicyServicer
 from services.policy.settings import PolicySettings
 from wif.audit import AuditLog
+from wif.keyring import KeyringFollower
 from wif.server import ServiceParts, run_main
 from wif.store import EtcdStore
 from wif.trust.follower import TrustFollower
@@ -21,18 +27,37 @@ SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 async def build(settings: PolicySettings) -> ServiceParts:
     """Wires the Policy service from its settings."""
     store = EtcdStore(settings.etcd_endpoint)
-    engine = PolicyEngine()
-    trust = TrustFollower(store, on_change=engine.load)
-    servicer = PolicyServicer(engine, AuditLog("policy", settings.audit_log))
+    quarantines = Quarantines(store)
+    revocations = Revocations(store)
+    keyring = KeyringFollower(store)
+    risk = RiskTracker(RiskSettings(max_principals=settings.risk_history_principals))
+    decider = Decider(PolicyEngine(), quarantines, risk)
+    trust = TrustFollower(store, on_change=decider.load)
+    audit = AuditLog("policy", settings.audit_log)
+    servicer = PolicyServicer(decider, audit)
+    authorizer = EnvoyAuthorizer(
+        decider,
+        keyring,
+        quarantines,
+        revocations,
+        audit,
+        DecisionCache(settings.authz_cache_seconds, settings.authz_cache_entries),
+    )
 
     def register(server: grpc.aio.Server) -> None:
         policy_pb2_grpc.add_PolicyServiceServicer_to_server(servicer, server)
+        envoy_authz.register(authorizer, server)
 
     return ServiceParts(
         name="policy",
         register=register,
-        service_names=(SERVICE_NAME,),
-        background=[trust.run()],
+        service_names=(SERVICE_NAME, envoy_authz.SERVICE_NAME),
+        background=[
+            trust.run(),
+            keyring.follow(),
+            quarantines.follow(),
+            revocations.follow(),
+        ],
         ready=store.connect,
         close=store.close,
     )

@@ -89,4 +89,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from tests.bench import policy
+
     main()
+    policy.main()

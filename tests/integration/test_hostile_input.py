@@ -58,7 +58,7 @@ def test_unknown_http_path_answers_json_without_caching(mesh: dict[str, Any]) ->
 
 
 def test_form_in_another_charset_is_refused(mesh: dict[str, Any]) -> None:
-    status, content_type, cache = _http_error(
+    status, _, cache = _http_error(
         mesh["sts"]["http"] + "/token",
         b"grant_type=x",
         "application/x-www-form-urlencoded; charset=iso-8859-1",

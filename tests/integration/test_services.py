@@ -112,7 +112,7 @@ async def test_services_follow_configuration_changes_through_the_watch(
 ) -> None:
     original = Path(mesh["trust_config"])
     changed = original.with_name("trust-ledger.yaml")
-    changed.write_text(_grant_ledger(original.read_text()))  # noqa: ASYNC240
+    changed.write_text(_grant_ledger(original.read_text()))
     token = job_token(mesh, "github-payments-deploy")
 
     await apply_config(mesh["etcd"], changed, mesh["config_variables"])
@@ -138,3 +138,17 @@ async def test_invalid_document_in_etcd_leaves_last_good_configuration(
             await store.delete(bad_key)
 
     assert result.access_token
+
+
+def test_each_service_exposes_prometheus_metrics(mesh: dict[str, Any]) -> None:
+    import urllib.request
+
+    texts = {}
+    for service, url in mesh["metrics"].items():
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+            texts[service] = response.read().decode()
+
+    assert 'rpc="ExchangeToken"' in texts["sts"]
+    assert 'rpc="IssueToken"' in texts["its"]
+    assert 'rpc="Decide"' in texts["policy"]
+    assert "wif_rpc_duration" in texts["sts"]

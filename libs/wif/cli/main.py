@@ -11,12 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from wif.cli import config, dev, keys, policy, token
+from wif.cli import audit, config, dev, keys, policy, token
 from wif.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE
 from wif.errors import ConfigError, TemporarilyUnavailable, WifError
 
 #: The command groups, in the order ``wif --help`` lists them.
-GROUPS = (config, dev, keys, policy, token)
+GROUPS = (audit, config, dev, keys, policy, token)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -116,8 +116,11 @@ def start_mesh(
         kek.chmod(0o600)
     ports = {
         p: free_port()
-        for p in ("its_grpc", "its_http", "policy_grpc", "sts_grpc", "sts_http")
-    }
+        for p in (
+            "its_grpc", "its_http", "policy_grpc", "sts_grpc", "sts_http",
+            "its_metrics", "policy_metrics", "sts_metrics",
+        )
+    }  # fmt: skip
     endpoints: dict[str, Any] = {"state_dir": str(state), "pids": {}}
     _write(state, endpoints)
 
@@ -148,6 +151,7 @@ def start_mesh(
     processes = {}
     for name in SERVICES:
         env = _service_env(name, ports, state, etcd.endpoint)
+        env["WIF_METRICS_LISTEN"] = f"{LOOPBACK}:{ports[name + '_metrics']}"
         processes[name] = _start_service(name, env, state)
         endpoints["pids"][name] = processes[name].pid
         _write(state, endpoints)
@@ -163,6 +167,10 @@ def start_mesh(
             "http": f"http://{LOOPBACK}:{ports['sts_http']}",
         },
         audit_logs={name: str(state / f"audit-{name}.jsonl") for name in SERVICES},
+        metrics={
+            name: f"http://{LOOPBACK}:{ports[name + '_metrics']}/metrics"
+            for name in SERVICES
+        },
     )
     _write(state, endpoints)
     return endpoints

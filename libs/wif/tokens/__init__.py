@@ -26,7 +26,7 @@ from wif.tokens.compact import (
 )
 from wif.tokens.errors import TokenTooLarge
 from wif.tokens.keys import KeySet, VerificationKey, jwk_thumbprint
-from wif.tokens.signing import SIGNING_ALGORITHMS, SigningKey
+from wif.tokens.signing import SIGNING_ALGORITHMS, Signer, SigningKey, sign_compact
 from wif.tokens.verify import select_key, verify_signature
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "ClaimRules",
     "KeySet",
     "ParsedToken",
+    "Signer",
     "SigningKey",
     "TokenTooLarge",
     "VerificationKey",
@@ -49,6 +50,7 @@ __all__ = [
     "jwk_thumbprint",
     "parse_compact",
     "select_key",
+    "sign_compact",
     "unverified_issuer",
     "verify_signature",
 ]

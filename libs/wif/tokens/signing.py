@@ -10,8 +10,8 @@ private key: ``repr`` names only the algorithm and the kid, and
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -47,7 +47,7 @@ class SigningKey:
         self._private_key = private_key
         self._alg = alg
 
-        self._public_members = _public_members(private_key.public_key())
+        self._public_members = public_members(private_key.public_key())
         self._kid = jwk_thumbprint(self._public_members)
         self._jose_key = jose_jwk.construct(private_key, alg)
 
@@ -124,24 +124,64 @@ class SigningKey:
             TypeError: a claim value is not JSON-serialisable.
             TokenTooLarge: the token would exceed MAX_TOKEN_BYTES.
         """
-        if not isinstance(typ, str) or not typ:
-            raise ValueError("typ must be a non-empty string")
-
-        header = {"alg": self._alg, "kid": self._kid, "typ": typ}
-        signing_input = f"{_encode_object(header)}.{_encode_object(claims)}"
-        signature = self._jose_key.sign(signing_input.encode("ascii"))
-        token = f"{signing_input}.{base64url.encode(signature)}"
-
-        if len(token) > MAX_TOKEN_BYTES:
-            raise TokenTooLarge(
-                f"the token would be {len(token)} bytes; at most "
-                f"{MAX_TOKEN_BYTES} are allowed",
-                metadata={"maxBytes": str(MAX_TOKEN_BYTES)},
-            )
-        return token
+        return sign_compact(self._alg, self._kid, claims, typ, self._jose_key.sign)
 
     def __repr__(self) -> str:
         return f"SigningKey(alg={self._alg!r}, kid={self._kid!r})"
+
+
+class Signer(Protocol):
+    """What the ITS signs with: a key in memory, or one held by an HSM."""
+
+    @property
+    def alg(self) -> str:
+        """The one algorithm this key signs with."""
+        ...
+
+    @property
+    def kid(self) -> str:
+        """The RFC 7638 SHA-256 thumbprint of the public key."""
+        ...
+
+    def public_jwk(self) -> dict[str, str]:
+        """The public JWK to publish: public members, kid, alg and use."""
+        ...
+
+    def sign(self, claims: Mapping[str, Any], typ: str = "JWT") -> str:
+        """Sign ``claims`` into a compact JWS with header {alg, kid, typ}."""
+        ...
+
+
+def sign_compact(
+    alg: str,
+    kid: str,
+    claims: Mapping[str, Any],
+    typ: str,
+    sign_bytes: Callable[[bytes], bytes],
+) -> str:
+    """Build a compact JWS (RFC 7515 section 7.1) whose signature ``sign_bytes``
+    makes over the signing input, in the JWS form of ``alg`` (for ES256 the
+    64-byte r || s of RFC 7518 section 3.4, not DER).
+
+    Raises:
+        ValueError: ``typ`` is empty, or ``claims`` cannot be written strictly.
+        TokenTooLarge: the token would exceed MAX_TOKEN_BYTES.
+    """
+    if not isinstance(typ, str) or not typ:
+        raise ValueError("typ must be a non-empty string")
+
+    header = {"alg": alg, "kid": kid, "typ": typ}
+    signing_input = f"{_encode_object(header)}.{_encode_object(claims)}"
+    signature = sign_bytes(signing_input.encode("ascii"))
+    token = f"{signing_input}.{base64url.encode(signature)}"
+
+    if len(token) > MAX_TOKEN_BYTES:
+        raise TokenTooLarge(
+            f"the token would be {len(token)} bytes; at most "
+            f"{MAX_TOKEN_BYTES} are allowed",
+            metadata={"maxBytes": str(MAX_TOKEN_BYTES)},
+        )
+    return token
 
 
 def _check_algorithm(alg: str) -> None:
@@ -172,9 +212,11 @@ def _is_strong_rsa(private_key: PrivateKey) -> bool:
     )
 
 
-def _public_members(
+def public_members(
     public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
 ) -> dict[str, str]:
+    """The RFC 7518 public members of a P-256 or RSA key, coordinates at full
+    length; the RFC 7638 thumbprint is taken over them."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         point = public_key.public_numbers()
         # RFC 7518 section 6.2.1.2: coordinates are written at full length.

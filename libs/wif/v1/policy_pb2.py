@@ -25,21 +25,41 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13wif/v1/policy.proto\x12\x06wif.v1\x1a\x1cgoogle/protobuf/struct.proto\"o\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0f\n\x07pool_id\x18\x02 \x01(\t\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12+\n\nattributes\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x91\x01\n\rDecideRequest\x12$\n\tprincipal\x18\x01 \x01(\x0b\x32\x11.wif.v1.Principal\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x10\n\x08\x61udience\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12(\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa7\x01\n\x0e\x44\x65\x63ideResponse\x12\"\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x10.wif.v1.Decision\x12\x12\n\npolicy_ids\x18\x02 \x03(\t\x12\x0e\n\x06\x65rrors\x18\x03 \x03(\t\x12\x16\n\x0egranted_scopes\x18\x04 \x03(\t\x12\x1c\n\x14max_lifetime_seconds\x18\x05 \x01(\x03\x12\x17\n\x0f\x63onfig_revision\x18\x06 \x01(\x03*K\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x32H\n\rPolicyService\x12\x37\n\x06\x44\x65\x63ide\x12\x15.wif.v1.DecideRequest\x1a\x16.wif.v1.DecideResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13wif/v1/policy.proto\x12\x06wif.v1\x1a\x1cgoogle/protobuf/struct.proto\"o\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0f\n\x07pool_id\x18\x02 \x01(\t\x12\x13\n\x0bprovider_id\x18\x03 \x01(\t\x12+\n\nattributes\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x91\x01\n\rDecideRequest\x12$\n\tprincipal\x18\x01 \x01(\x0b\x32\x11.wif.v1.Principal\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x10\n\x08\x61udience\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12(\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xd1\x01\n\x0e\x44\x65\x63ideResponse\x12\"\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x10.wif.v1.Decision\x12\x12\n\npolicy_ids\x18\x02 \x03(\t\x12\x0e\n\x06\x65rrors\x18\x03 \x03(\t\x12\x16\n\x0egranted_scopes\x18\x04 \x03(\t\x12\x1c\n\x14max_lifetime_seconds\x18\x05 \x01(\x03\x12\x17\n\x0f\x63onfig_revision\x18\x06 \x01(\x03\x12\x12\n\nrisk_score\x18\x07 \x01(\x05\x12\x14\n\x0crisk_signals\x18\x08 \x03(\t\"=\n\x12\x44\x65\x63ideBatchRequest\x12\'\n\x08requests\x18\x01 \x03(\x0b\x32\x15.wif.v1.DecideRequest\"Y\n\x13\x44\x65\x63ideBatchResponse\x12)\n\tresponses\x18\x01 \x03(\x0b\x32\x16.wif.v1.DecideResponse\x12\x17\n\x0f\x63onfig_revision\x18\x02 \x01(\x03\"\x18\n\x16GetShadowReportRequest\"\x88\x02\n\x10ShadowDifference\x12\x0c\n\x04time\x18\x01 \x01(\x03\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x10\n\x08\x61udience\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x17\n\x0f\x63onfig_revision\x18\x06 \x01(\x03\x12)\n\x0f\x61\x63tive_decision\x18\x07 \x01(\x0e\x32\x10.wif.v1.Decision\x12\x19\n\x11\x61\x63tive_policy_ids\x18\x08 \x03(\t\x12)\n\x0fshadow_decision\x18\t \x01(\x0e\x32\x10.wif.v1.Decision\x12\x19\n\x11shadow_policy_ids\x18\n \x03(\t\"\xc4\x01\n\x17GetShadowReportResponse\x12\x19\n\x11shadow_configured\x18\x01 \x01(\x08\x12\x19\n\x11shadow_policy_ids\x18\x02 \x03(\t\x12\r\n\x05since\x18\x03 \x01(\x03\x12\x11\n\tevaluated\x18\x04 \x01(\x03\x12\x11\n\tdiffering\x18\x05 \x01(\x03\x12\x0f\n\x07\x64ropped\x18\x06 \x01(\x03\x12-\n\x0b\x64ifferences\x18\x07 \x03(\x0b\x32\x18.wif.v1.ShadowDifference\"0\n\x16GetAccessReportRequest\x12\x16\n\x0emax_principals\x18\x01 \x01(\x05\"=\n\nPermission\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x10\n\x08\x61udience\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\"o\n\x0ePrincipalReach\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0f\n\x07pool_id\x18\x02 \x01(\t\x12\x12\n\nregistered\x18\x03 \x01(\x08\x12\'\n\x0bpermissions\x18\x04 \x03(\x0b\x32\x12.wif.v1.Permission\"\xe3\x01\n\x08GrantUse\x12\x11\n\tpolicy_id\x18\x01 \x01(\t\x12\x11\n\tdecisions\x18\x02 \x01(\x03\x12\x11\n\tlast_used\x18\x03 \x01(\x03\x12#\n\x07granted\x18\x04 \x03(\x0b\x32\x12.wif.v1.Permission\x12 \n\x04used\x18\x05 \x03(\x0b\x32\x12.wif.v1.Permission\x12\"\n\x06unused\x18\x06 \x03(\x0b\x32\x12.wif.v1.Permission\x12\x1a\n\x12principals_granted\x18\x07 \x01(\x03\x12\x17\n\x0fprincipals_used\x18\x08 \x01(\x03\"\xad\x01\n\x17GetAccessReportResponse\x12\x17\n\x0f\x63onfig_revision\x18\x01 \x01(\x03\x12\r\n\x05since\x18\x02 \x01(\x03\x12*\n\nprincipals\x18\x03 \x03(\x0b\x32\x16.wif.v1.PrincipalReach\x12 \n\x06grants\x18\x04 \x03(\x0b\x32\x10.wif.v1.GrantUse\x12\x1c\n\x14principals_truncated\x18\x05 \x01(\x08*K\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x32\xb8\x02\n\rPolicyService\x12\x37\n\x06\x44\x65\x63ide\x12\x15.wif.v1.DecideRequest\x1a\x16.wif.v1.DecideResponse\x12\x46\n\x0b\x44\x65\x63ideBatch\x12\x1a.wif.v1.DecideBatchRequest\x1a\x1b.wif.v1.DecideBatchResponse\x12R\n\x0fGetShadowReport\x12\x1e.wif.v1.GetShadowReportRequest\x1a\x1f.wif.v1.GetShadowReportResponse\x12R\n\x0fGetAccessReport\x12\x1e.wif.v1.GetAccessReportRequest\x1a\x1f.wif.v1.GetAccessReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wif.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISION']._serialized_start=492
-  _globals['_DECISION']._serialized_end=567
+  _globals['_DECISION']._serialized_start=1812
+  _globals['_DECISION']._serialized_end=1887
   _globals['_PRINCIPAL']._serialized_start=61
   _globals['_PRINCIPAL']._serialized_end=172
   _globals['_DECIDEREQUEST']._serialized_start=175
   _globals['_DECIDEREQUEST']._serialized_end=320
   _globals['_DECIDERESPONSE']._serialized_start=323
-  _globals['_DECIDERESPONSE']._serialized_end=490
-  _globals['_POLICYSERVICE']._serialized_start=569
-  _globals['_POLICYSERVICE']._serialized_end=641
+  _globals['_DECIDERESPONSE']._serialized_end=532
+  _globals['_DECIDEBATCHREQUEST']._serialized_start=534
+  _globals['_DECIDEBATCHREQUEST']._serialized_end=595
+  _globals['_DECIDEBATCHRESPONSE']._serialized_start=597
+  _globals['_DECIDEBATCHRESPONSE']._serialized_end=686
+  _globals['_GETSHADOWREPORTREQUEST']._serialized_start=688
+  _globals['_GETSHADOWREPORTREQUEST']._serialized_end=712
+  _globals['_SHADOWDIFFERENCE']._serialized_start=715
+  _globals['_SHADOWDIFFERENCE']._serialized_end=979
+  _globals['_GETSHADOWREPORTRESPONSE']._serialized_start=982
+  _globals['_GETSHADOWREPORTRESPONSE']._serialized_end=1178
+  _globals['_GETACCESSREPORTREQUEST']._serialized_start=1180
+  _globals['_GETACCESSREPORTREQUEST']._serialized_end=1228
+  _globals['_PERMISSION']._serialized_start=1230
+  _globals['_PERMISSION']._serialized_end=1291
+  _globals['_PRINCIPALREACH']._serialized_start=1293
+  _globals['_PRINCIPALREACH']._serialized_end=1404
+  _globals['_GRANTUSE']._serialized_start=1407
+  _globals['_GRANTUSE']._serialized_end=1634
+  _globals['_GETACCESSREPORTRESPONSE']._serialized_start=1637
+  _globals['_GETACCESSREPORTRESPONSE']._serialized_end=1810
+  _globals['_POLICYSERVICE']._serialized_start=1890
+  _globals['_POLICYSERVICE']._serialized_end=2202
 # @@protoc_insertion_point(module_scope)

@@ -92,7 +92,7 @@ class DecideRequest(_message.Message):
     SCOPES_FIELD_NUMBER: _builtins.int
     CONTEXT_FIELD_NUMBER: _builtins.int
     action: _builtins.str
-    """What it wants to do, such as exchange."""
+    """What it wants to do: exchange, validate or access."""
     audience: _builtins.str
     """The audience it wants to reach."""
     @_builtins.property
@@ -136,23 +136,33 @@ class DecideResponse(_message.Message):
     GRANTED_SCOPES_FIELD_NUMBER: _builtins.int
     MAX_LIFETIME_SECONDS_FIELD_NUMBER: _builtins.int
     CONFIG_REVISION_FIELD_NUMBER: _builtins.int
+    RISK_SCORE_FIELD_NUMBER: _builtins.int
+    RISK_SIGNALS_FIELD_NUMBER: _builtins.int
     decision: Global___Decision.ValueType
     """Allow or deny."""
     max_lifetime_seconds: _builtins.int
     """The longest lifetime, in seconds, the audience allows for a token."""
     config_revision: _builtins.int
     """The etcd revision of the trust configuration that decided."""
+    risk_score: _builtins.int
+    """The principal's risk score for this request, from 0 to 100."""
     @_builtins.property
     def policy_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The ids of the policies that determined the decision."""
 
     @_builtins.property
     def errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Errors met while evaluating policies; such policies are skipped."""
+        """Errors met while deciding: policies skipped for an evaluation error, an
+        unknown name, or the quarantine that denied the principal.
+        """
 
     @_builtins.property
     def granted_scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The scopes the audience allows out of those asked for."""
+
+    @_builtins.property
+    def risk_signals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The signals that made up the risk score, such as new_source_network."""
 
     def __init__(
         self,
@@ -163,11 +173,386 @@ class DecideResponse(_message.Message):
         granted_scopes: _abc.Iterable[_builtins.str] | None = ...,
         max_lifetime_seconds: _builtins.int = ...,
         config_revision: _builtins.int = ...,
+        risk_score: _builtins.int = ...,
+        risk_signals: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_revision", b"config_revision", "decision", b"decision", "errors", b"errors", "granted_scopes", b"granted_scopes", "max_lifetime_seconds", b"max_lifetime_seconds", "policy_ids", b"policy_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_revision", b"config_revision", "decision", b"decision", "errors", b"errors", "granted_scopes", b"granted_scopes", "max_lifetime_seconds", b"max_lifetime_seconds", "policy_ids", b"policy_ids", "risk_score", b"risk_score", "risk_signals", b"risk_signals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DecideResponse: _TypeAlias = DecideResponse  # noqa: Y015
+
+@_typing.final
+class DecideBatchRequest(_message.Message):
+    """DecideBatchRequest asks for several decisions at once."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecideRequest]:
+        """The questions, at most 100."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___DecideRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideBatchRequest: _TypeAlias = DecideBatchRequest  # noqa: Y015
+
+@_typing.final
+class DecideBatchResponse(_message.Message):
+    """DecideBatchResponse answers a batch in the order it was asked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    CONFIG_REVISION_FIELD_NUMBER: _builtins.int
+    config_revision: _builtins.int
+    """The etcd revision of the trust configuration that decided them all."""
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecideResponse]:
+        """One response per request, in order."""
+
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___DecideResponse] | None = ...,
+        config_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_revision", b"config_revision", "responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideBatchResponse: _TypeAlias = DecideBatchResponse  # noqa: Y015
+
+@_typing.final
+class GetShadowReportRequest(_message.Message):
+    """GetShadowReportRequest asks for the shadow report; it has no parameters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetShadowReportRequest: _TypeAlias = GetShadowReportRequest  # noqa: Y015
+
+@_typing.final
+class ShadowDifference(_message.Message):
+    """ShadowDifference is one live decision the shadow policy set answers
+    differently from the active one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    SCOPES_FIELD_NUMBER: _builtins.int
+    CONFIG_REVISION_FIELD_NUMBER: _builtins.int
+    ACTIVE_DECISION_FIELD_NUMBER: _builtins.int
+    ACTIVE_POLICY_IDS_FIELD_NUMBER: _builtins.int
+    SHADOW_DECISION_FIELD_NUMBER: _builtins.int
+    SHADOW_POLICY_IDS_FIELD_NUMBER: _builtins.int
+    time: _builtins.int
+    """Unix time of the decision."""
+    subject: _builtins.str
+    """The principal's SPIFFE ID."""
+    action: _builtins.str
+    """The action asked for."""
+    audience: _builtins.str
+    """The audience asked for."""
+    config_revision: _builtins.int
+    """The configuration revision that decided."""
+    active_decision: Global___Decision.ValueType
+    """What the active policy set decided."""
+    shadow_decision: Global___Decision.ValueType
+    """What the shadow policy set would have decided."""
+    @_builtins.property
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The scopes asked for."""
+
+    @_builtins.property
+    def active_policy_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The active policies that determined it."""
+
+    @_builtins.property
+    def shadow_policy_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The shadow policies that would have determined it."""
+
+    def __init__(
+        self,
+        *,
+        time: _builtins.int = ...,
+        subject: _builtins.str = ...,
+        action: _builtins.str = ...,
+        audience: _builtins.str = ...,
+        scopes: _abc.Iterable[_builtins.str] | None = ...,
+        config_revision: _builtins.int = ...,
+        active_decision: Global___Decision.ValueType = ...,
+        active_policy_ids: _abc.Iterable[_builtins.str] | None = ...,
+        shadow_decision: Global___Decision.ValueType = ...,
+        shadow_policy_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "active_decision", b"active_decision", "active_policy_ids", b"active_policy_ids", "audience", b"audience", "config_revision", b"config_revision", "scopes", b"scopes", "shadow_decision", b"shadow_decision", "shadow_policy_ids", b"shadow_policy_ids", "subject", b"subject", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowDifference: _TypeAlias = ShadowDifference  # noqa: Y015
+
+@_typing.final
+class GetShadowReportResponse(_message.Message):
+    """GetShadowReportResponse lists the differences since the shadow set took
+    its current form.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHADOW_CONFIGURED_FIELD_NUMBER: _builtins.int
+    SHADOW_POLICY_IDS_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    EVALUATED_FIELD_NUMBER: _builtins.int
+    DIFFERING_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    DIFFERENCES_FIELD_NUMBER: _builtins.int
+    shadow_configured: _builtins.bool
+    """False when the configuration has no shadow policy set."""
+    since: _builtins.int
+    """Unix time since which decisions were compared."""
+    evaluated: _builtins.int
+    """Decisions evaluated against both sets."""
+    differing: _builtins.int
+    """Decisions whose outcome differs."""
+    dropped: _builtins.int
+    """Differences counted but no longer kept, oldest first."""
+    @_builtins.property
+    def shadow_policy_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of the shadow policies."""
+
+    @_builtins.property
+    def differences(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowDifference]:
+        """The differences kept, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        shadow_configured: _builtins.bool = ...,
+        shadow_policy_ids: _abc.Iterable[_builtins.str] | None = ...,
+        since: _builtins.int = ...,
+        evaluated: _builtins.int = ...,
+        differing: _builtins.int = ...,
+        dropped: _builtins.int = ...,
+        differences: _abc.Iterable[Global___ShadowDifference] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["differences", b"differences", "differing", b"differing", "dropped", b"dropped", "evaluated", b"evaluated", "shadow_configured", b"shadow_configured", "shadow_policy_ids", b"shadow_policy_ids", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetShadowReportResponse: _TypeAlias = GetShadowReportResponse  # noqa: Y015
+
+@_typing.final
+class GetAccessReportRequest(_message.Message):
+    """GetAccessReportRequest asks for the least-privilege report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_PRINCIPALS_FIELD_NUMBER: _builtins.int
+    max_principals: _builtins.int
+    """The most principals to evaluate; 0 means the service's default."""
+    def __init__(
+        self,
+        *,
+        max_principals: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_principals", b"max_principals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAccessReportRequest: _TypeAlias = GetAccessReportRequest  # noqa: Y015
+
+@_typing.final
+class Permission(_message.Message):
+    """Permission is an action on an audience, with one scope or none."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    action: _builtins.str
+    """The action: exchange, validate or access."""
+    audience: _builtins.str
+    """The audience id."""
+    scope: _builtins.str
+    """One scope of the audience, or empty for the audience itself."""
+    def __init__(
+        self,
+        *,
+        action: _builtins.str = ...,
+        audience: _builtins.str = ...,
+        scope: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "audience", b"audience", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Permission: _TypeAlias = Permission  # noqa: Y015
+
+@_typing.final
+class PrincipalReach(_message.Message):
+    """PrincipalReach is what one principal can reach under the active policies."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    POOL_ID_FIELD_NUMBER: _builtins.int
+    REGISTERED_FIELD_NUMBER: _builtins.int
+    PERMISSIONS_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    """The principal's SPIFFE ID."""
+    pool_id: _builtins.str
+    """The principal's pool."""
+    registered: _builtins.bool
+    """True for a registered workload, false for one seen in decisions."""
+    @_builtins.property
+    def permissions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Permission]:
+        """What the active policies allow it."""
+
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        pool_id: _builtins.str = ...,
+        registered: _builtins.bool = ...,
+        permissions: _abc.Iterable[Global___Permission] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["permissions", b"permissions", "pool_id", b"pool_id", "registered", b"registered", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrincipalReach: _TypeAlias = PrincipalReach  # noqa: Y015
+
+@_typing.final
+class GrantUse(_message.Message):
+    """GrantUse compares what one permit policy grants with what was used."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_ID_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    LAST_USED_FIELD_NUMBER: _builtins.int
+    GRANTED_FIELD_NUMBER: _builtins.int
+    USED_FIELD_NUMBER: _builtins.int
+    UNUSED_FIELD_NUMBER: _builtins.int
+    PRINCIPALS_GRANTED_FIELD_NUMBER: _builtins.int
+    PRINCIPALS_USED_FIELD_NUMBER: _builtins.int
+    policy_id: _builtins.str
+    """The permit policy's id."""
+    decisions: _builtins.int
+    """Allowed decisions the policy determined."""
+    last_used: _builtins.int
+    """Unix time of the last such decision, 0 if none."""
+    principals_granted: _builtins.int
+    """Principals evaluated that the policy allows something."""
+    principals_used: _builtins.int
+    """Principals whose allowed decisions it determined."""
+    @_builtins.property
+    def granted(self) -> _containers.RepeatedCompositeFieldContainer[Global___Permission]:
+        """What the policy allows the principals evaluated."""
+
+    @_builtins.property
+    def used(self) -> _containers.RepeatedCompositeFieldContainer[Global___Permission]:
+        """What allowed decisions it determined were for."""
+
+    @_builtins.property
+    def unused(self) -> _containers.RepeatedCompositeFieldContainer[Global___Permission]:
+        """What it allows that no decision used."""
+
+    def __init__(
+        self,
+        *,
+        policy_id: _builtins.str = ...,
+        decisions: _builtins.int = ...,
+        last_used: _builtins.int = ...,
+        granted: _abc.Iterable[Global___Permission] | None = ...,
+        used: _abc.Iterable[Global___Permission] | None = ...,
+        unused: _abc.Iterable[Global___Permission] | None = ...,
+        principals_granted: _builtins.int = ...,
+        principals_used: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "granted", b"granted", "last_used", b"last_used", "policy_id", b"policy_id", "principals_granted", b"principals_granted", "principals_used", b"principals_used", "unused", b"unused", "used", b"used"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantUse: _TypeAlias = GrantUse  # noqa: Y015
+
+@_typing.final
+class GetAccessReportResponse(_message.Message):
+    """GetAccessReportResponse is the least-privilege report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_REVISION_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    PRINCIPALS_FIELD_NUMBER: _builtins.int
+    GRANTS_FIELD_NUMBER: _builtins.int
+    PRINCIPALS_TRUNCATED_FIELD_NUMBER: _builtins.int
+    config_revision: _builtins.int
+    """The etcd revision of the trust configuration evaluated."""
+    since: _builtins.int
+    """Unix time since which use was recorded."""
+    principals_truncated: _builtins.bool
+    """True when there were more principals than were evaluated."""
+    @_builtins.property
+    def principals(self) -> _containers.RepeatedCompositeFieldContainer[Global___PrincipalReach]:
+        """Reach of each principal evaluated."""
+
+    @_builtins.property
+    def grants(self) -> _containers.RepeatedCompositeFieldContainer[Global___GrantUse]:
+        """Use of each permit policy."""
+
+    def __init__(
+        self,
+        *,
+        config_revision: _builtins.int = ...,
+        since: _builtins.int = ...,
+        principals: _abc.Iterable[Global___PrincipalReach] | None = ...,
+        grants: _abc.Iterable[Global___GrantUse] | None = ...,
+        principals_truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_revision", b"config_revision", "grants", b"grants", "principals", b"principals", "principals_truncated", b"principals_truncated", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAccessReportResponse: _TypeAlias = GetAccessReportResponse  # noqa: Y015

@@ -41,6 +41,21 @@ class PolicyServiceStub:
                 request_serializer=wif_dot_v1_dot_policy__pb2.DecideRequest.SerializeToString,
                 response_deserializer=wif_dot_v1_dot_policy__pb2.DecideResponse.FromString,
                 _registered_method=True)
+        self.DecideBatch = channel.unary_unary(
+                '/wif.v1.PolicyService/DecideBatch',
+                request_serializer=wif_dot_v1_dot_policy__pb2.DecideBatchRequest.SerializeToString,
+                response_deserializer=wif_dot_v1_dot_policy__pb2.DecideBatchResponse.FromString,
+                _registered_method=True)
+        self.GetShadowReport = channel.unary_unary(
+                '/wif.v1.PolicyService/GetShadowReport',
+                request_serializer=wif_dot_v1_dot_policy__pb2.GetShadowReportRequest.SerializeToString,
+                response_deserializer=wif_dot_v1_dot_policy__pb2.GetShadowReportResponse.FromString,
+                _registered_method=True)
+        self.GetAccessReport = channel.unary_unary(
+                '/wif.v1.PolicyService/GetAccessReport',
+                request_serializer=wif_dot_v1_dot_policy__pb2.GetAccessReportRequest.SerializeToString,
+                response_deserializer=wif_dot_v1_dot_policy__pb2.GetAccessReportResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -55,6 +70,29 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DecideBatch(self, request, context):
+        """DecideBatch answers several questions against one configuration version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetShadowReport(self, request, context):
+        """GetShadowReport lists the live decisions the shadow policy set would
+        change, as seen by the replica that answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccessReport(self, request, context):
+        """GetAccessReport reports what principals can reach and what each grant
+        was used for, as seen by the replica that answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +100,21 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.Decide,
                     request_deserializer=wif_dot_v1_dot_policy__pb2.DecideRequest.FromString,
                     response_serializer=wif_dot_v1_dot_policy__pb2.DecideResponse.SerializeToString,
+            ),
+            'DecideBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideBatch,
+                    request_deserializer=wif_dot_v1_dot_policy__pb2.DecideBatchRequest.FromString,
+                    response_serializer=wif_dot_v1_dot_policy__pb2.DecideBatchResponse.SerializeToString,
+            ),
+            'GetShadowReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShadowReport,
+                    request_deserializer=wif_dot_v1_dot_policy__pb2.GetShadowReportRequest.FromString,
+                    response_serializer=wif_dot_v1_dot_policy__pb2.GetShadowReportResponse.SerializeToString,
+            ),
+            'GetAccessReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccessReport,
+                    request_deserializer=wif_dot_v1_dot_policy__pb2.GetAccessReportRequest.FromString,
+                    response_serializer=wif_dot_v1_dot_policy__pb2.GetAccessReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +146,87 @@ class PolicyService:
             '/wif.v1.PolicyService/Decide',
             wif_dot_v1_dot_policy__pb2.DecideRequest.SerializeToString,
             wif_dot_v1_dot_policy__pb2.DecideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wif.v1.PolicyService/DecideBatch',
+            wif_dot_v1_dot_policy__pb2.DecideBatchRequest.SerializeToString,
+            wif_dot_v1_dot_policy__pb2.DecideBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShadowReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wif.v1.PolicyService/GetShadowReport',
+            wif_dot_v1_dot_policy__pb2.GetShadowReportRequest.SerializeToString,
+            wif_dot_v1_dot_policy__pb2.GetShadowReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccessReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wif.v1.PolicyService/GetAccessReport',
+            wif_dot_v1_dot_policy__pb2.GetAccessReportRequest.SerializeToString,
+            wif_dot_v1_dot_policy__pb2.GetAccessReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

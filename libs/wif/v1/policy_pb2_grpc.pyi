@@ -37,6 +37,16 @@ class PolicyServiceStub:
     def __new__(cls, channel: _aio.Channel) -> PolicyServiceAsyncStub: ...
     Decide: _grpc.UnaryUnaryMultiCallable[_policy_pb2.DecideRequest, _policy_pb2.DecideResponse]
     """Decide answers whether a principal may take an action on an audience."""
+    DecideBatch: _grpc.UnaryUnaryMultiCallable[_policy_pb2.DecideBatchRequest, _policy_pb2.DecideBatchResponse]
+    """DecideBatch answers several questions against one configuration version."""
+    GetShadowReport: _grpc.UnaryUnaryMultiCallable[_policy_pb2.GetShadowReportRequest, _policy_pb2.GetShadowReportResponse]
+    """GetShadowReport lists the live decisions the shadow policy set would
+    change, as seen by the replica that answers.
+    """
+    GetAccessReport: _grpc.UnaryUnaryMultiCallable[_policy_pb2.GetAccessReportRequest, _policy_pb2.GetAccessReportResponse]
+    """GetAccessReport reports what principals can reach and what each grant
+    was used for, as seen by the replica that answers.
+    """
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
@@ -47,6 +57,16 @@ class PolicyServiceAsyncStub(PolicyServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Decide: _aio.UnaryUnaryMultiCallable[_policy_pb2.DecideRequest, _policy_pb2.DecideResponse]  # type: ignore[assignment]
     """Decide answers whether a principal may take an action on an audience."""
+    DecideBatch: _aio.UnaryUnaryMultiCallable[_policy_pb2.DecideBatchRequest, _policy_pb2.DecideBatchResponse]  # type: ignore[assignment]
+    """DecideBatch answers several questions against one configuration version."""
+    GetShadowReport: _aio.UnaryUnaryMultiCallable[_policy_pb2.GetShadowReportRequest, _policy_pb2.GetShadowReportResponse]  # type: ignore[assignment]
+    """GetShadowReport lists the live decisions the shadow policy set would
+    change, as seen by the replica that answers.
+    """
+    GetAccessReport: _aio.UnaryUnaryMultiCallable[_policy_pb2.GetAccessReportRequest, _policy_pb2.GetAccessReportResponse]  # type: ignore[assignment]
+    """GetAccessReport reports what principals can reach and what each grant
+    was used for, as seen by the replica that answers.
+    """
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
     """PolicyService makes attribute-based access decisions with Cedar policies
@@ -60,5 +80,33 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_policy_pb2.DecideResponse, _abc.Awaitable[_policy_pb2.DecideResponse]]:
         """Decide answers whether a principal may take an action on an audience."""
+
+    @_abc_1.abstractmethod
+    def DecideBatch(
+        self,
+        request: _policy_pb2.DecideBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.DecideBatchResponse, _abc.Awaitable[_policy_pb2.DecideBatchResponse]]:
+        """DecideBatch answers several questions against one configuration version."""
+
+    @_abc_1.abstractmethod
+    def GetShadowReport(
+        self,
+        request: _policy_pb2.GetShadowReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.GetShadowReportResponse, _abc.Awaitable[_policy_pb2.GetShadowReportResponse]]:
+        """GetShadowReport lists the live decisions the shadow policy set would
+        change, as seen by the replica that answers.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAccessReport(
+        self,
+        request: _policy_pb2.GetAccessReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_pb2.GetAccessReportResponse, _abc.Awaitable[_policy_pb2.GetAccessReportResponse]]:
+        """GetAccessReport reports what principals can reach and what each grant
+        was used for, as seen by the replica that answers.
+        """
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from services.its.minting import MintedToken, TokenRequest, mint
-from wif.errors import InvalidRequest
+from services.its.minting import MintedToken, MintLimits, TokenRequest, mint
+from wif.errors import InvalidRequest, TemporarilyUnavailable
 from wif.tokens import SigningKey, TokenTooLarge, parse_compact, verify_signature
+from wif.trust.model import Audience
 
 ISSUER = "https://wif.acme.example"
 TRUST_DOMAIN = "acme.example"
@@ -208,3 +209,70 @@ def test_mint_refuses_a_token_larger_than_8_kb(signer: SigningKey) -> None:
 
     assert caught.value.reason == "TOKEN_TOO_LARGE"
     assert caught.value.oauth_error == "invalid_request"
+
+
+AUDIENCES = {
+    "payments-api": Audience("payments-api", max_lifetime_seconds=3600),
+    "ledger-admin": Audience("ledger-admin", max_lifetime_seconds=7200),
+}
+
+
+def mint_limited(
+    request: TokenRequest, signer: SigningKey, **limits: Any
+) -> MintedToken:
+    return mint(
+        request,
+        issuer=ISSUER,
+        trust_domain=TRUST_DOMAIN,
+        signer=signer,
+        now=NOW,
+        limits=MintLimits(**limits),
+    )
+
+
+def test_mint_refuses_an_audience_not_in_the_trust_configuration(
+    signer: SigningKey,
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        mint_limited(request_for(audiences=["search-api"]), signer, audiences=AUDIENCES)
+
+    assert caught.value.reason == "UNKNOWN_AUDIENCE"
+
+
+def test_mint_refuses_a_lifetime_past_the_audiences_maximum(
+    signer: SigningKey,
+) -> None:
+    request = request_for(
+        audiences=["payments-api", "ledger-admin"], lifetime_seconds=3601
+    )
+
+    with pytest.raises(InvalidRequest) as caught:
+        mint_limited(request, signer, audiences=AUDIENCES)
+
+    assert caught.value.reason == "INVALID_LIFETIME"
+    assert caught.value.message == "lifetime must be 1 to 3600 seconds"
+
+
+def test_mint_refuses_a_lifetime_past_the_configured_maximum(
+    signer: SigningKey,
+) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        mint_limited(request_for(lifetime_seconds=601), signer, max_lifetime=600)
+
+    assert caught.value.reason == "INVALID_LIFETIME"
+
+
+def test_mint_never_lets_a_token_outlive_its_signing_key(signer: SigningKey) -> None:
+    minted = mint_limited(
+        request_for(lifetime_seconds=3600), signer, key_bound=NOW + 60
+    )
+
+    assert minted.expires_at == NOW + 60
+    assert claims_of(minted, signer)["exp"] == NOW + 60
+
+
+def test_mint_refuses_to_sign_with_a_key_past_its_bound(signer: SigningKey) -> None:
+    with pytest.raises(TemporarilyUnavailable) as caught:
+        mint_limited(request_for(), signer, key_bound=NOW)
+
+    assert caught.value.reason == "NO_SIGNING_KEY"

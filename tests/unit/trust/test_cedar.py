@@ -90,3 +90,78 @@ def test_compile_policies_refuses_a_document_without_a_static_policy(
     assert caught.value.message == (
         "policies.empty: must hold at least one policy and no templates"
     )
+
+
+def test_compile_policies_names_the_statement_instead_of_cedars_own_name() -> None:
+    bad = PERMIT + "\nforbid (principal, action, resource) when { principal.foo };"
+
+    with pytest.raises(ConfigError) as caught:
+        compile_policies([PolicyDocument("pair", bad)])
+
+    assert caught.value.message == (
+        "policies.pair#2: attribute `foo` on entity type `Workload` not found"
+    )
+    assert "policy0" not in caught.value.message
+    assert "policy1" not in caught.value.message
+
+
+def test_compile_policies_quotes_every_error_of_a_document() -> None:
+    with pytest.raises(ConfigError) as caught:
+        compile_policies(
+            [
+                PolicyDocument(
+                    "bad", 'permit (principal, action == Action::"x", resource);'
+                )
+            ]
+        )
+
+    assert caught.value.message == (
+        'policies.bad: unrecognized action `Action::"x"`; policies.bad: unable to '
+        "find an applicable action given the policy scope constraints"
+    )
+
+
+def test_compile_policies_names_the_section_it_compiles() -> None:
+    with pytest.raises(ConfigError) as caught:
+        compile_policies([PolicyDocument("bad", "permit (")], "shadow_policies")
+
+    assert caught.value.message.startswith("shadow_policies.bad: Policy parse error")
+
+
+def test_compile_policies_lists_the_permits_and_the_quarantines() -> None:
+    text = '@quarantine("15m")\n' + FORBID
+
+    compiled = compile_policies(
+        [PolicyDocument("allow", PERMIT), PolicyDocument("quarantine", text)]
+    )
+
+    assert compiled.permits == ("allow",)
+    assert compiled.quarantine_seconds == {"quarantine": 900}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('@quarantine("15m")\n' + PERMIT, "only a forbid policy may carry @quarantine"),
+        ('@quarantine("soon")\n' + FORBID, "@quarantine: 'soon' is not a duration"),
+    ],
+)
+def test_compile_policies_refuses_a_bad_quarantine_annotation(
+    text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        compile_policies([PolicyDocument("q", text)])
+
+    assert caught.value.message.startswith(f"policies.q: {message}")
+
+
+def test_the_schema_offers_risk_and_http_context_and_the_access_action() -> None:
+    text = (
+        'permit (principal, action == Action::"access", resource) when {'
+        " context.risk_score < 50"
+        ' && !context.risk_signals.contains("burst")'
+        ' && context.http_method == "GET"'
+        ' && context.http_path like "/v1/*" };'
+    )
+
+    assert compile_policies([PolicyDocument("http", text)]).ids == ("http",)

@@ -1,10 +1,12 @@
 """Audit records: one JSON line per decision, issuance, refusal or change.
 
 Each record holds the hash of the record before it, so an edited, removed
-or reordered line breaks the chain. :meth:`AuditLog.record` returns only
-after the line is on disk (``fsync``), so a caller that hands out a token
-after recording its issuance never hands out an unrecorded token. Records
-hold token ids and hashes, never tokens.
+or reordered line breaks the chain (:mod:`wif.audit.verify` finds it).
+:meth:`AuditLog.record` returns only after the line is on disk: records that
+arrive together are written and synced together (group commit), so a
+caller that hands out a token after recording its issuance never hands out
+an unrecorded token, and a burst costs one ``fsync``, not one per record.
+Records hold token ids and hashes, never tokens.
 """
 
 from __future__ import annotations
@@ -22,8 +24,16 @@ from opentelemetry import trace
 
 log = logging.getLogger("wif.audit")
 
-_GENESIS = "0" * 64
+#: The ``prev`` of the first record of a file.
+GENESIS = "0" * 64
 _TAIL_BYTES = 1024 * 1024
+
+
+def record_hash(entry: dict[str, Any]) -> str:
+    """The chain hash of a record: SHA-256 of its JSON without ``hash``."""
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    text = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _end_torn_line(path: Path) -> None:
@@ -40,16 +50,16 @@ def _end_torn_line(path: Path) -> None:
 
 def _last_hash(path: Path) -> str:
     if not path.exists() or path.stat().st_size == 0:
-        return _GENESIS
+        return GENESIS
     with path.open("rb") as handle:
         handle.seek(max(0, path.stat().st_size - _TAIL_BYTES))
         lines = handle.read().splitlines()
     for line in reversed(lines):
         try:
             return str(json.loads(line)["hash"])
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             continue
-    return _GENESIS
+    return GENESIS
 
 
 class AuditLog:
@@ -59,9 +69,11 @@ class AuditLog:
         self._service = service
         self._path = Path(path) if path else None
         self._lock = asyncio.Lock()
+        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         if self._path is not None:
             _end_torn_line(self._path)
-        self._previous = _last_hash(self._path) if self._path else _GENESIS
+        self._previous = _last_hash(self._path) if self._path else GENESIS
 
     async def record(self, event: str, outcome: str, **fields: Any) -> None:
         """Appends one record and waits until it is durable."""
@@ -77,19 +89,42 @@ class AuditLog:
             entry["trace_id"] = format(context.trace_id, "032x")
         async with self._lock:
             entry["prev"] = self._previous
-            body = json.dumps(entry, sort_keys=True, default=str)
-            entry["hash"] = hashlib.sha256(body.encode()).hexdigest()
-            line = json.dumps(entry, sort_keys=True, default=str)
-            if self._path is not None:
-                await asyncio.to_thread(self._append, line)
+            entry["hash"] = record_hash(entry)
             self._previous = entry["hash"]
+            done = self._enqueue(entry)
         log.info("audit %s %s", event, outcome, extra={"fields": {"audit": entry}})
+        if done is not None:
+            await done
 
-    def _append(self, line: str) -> None:
+    def _enqueue(self, entry: dict[str, Any]) -> asyncio.Future[None] | None:
+        if self._path is None:
+            return None
+        line = json.dumps(entry, sort_keys=True, default=str, separators=(",", ":"))
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append(((line + "\n").encode(), done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+        return done
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(
+                    self._append, b"".join(line for line, _ in batch)
+                )
+            except OSError as exc:
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for _, done in batch:
+                done.set_result(None)
+
+    def _append(self, data: bytes) -> None:
         assert self._path is not None
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, (line + "\n").encode())
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -34,7 +34,7 @@ def read_raw(path: Path) -> bytes:
 
 def expected_hash(record: dict[str, Any]) -> str:
     body = {name: value for name, value in record.items() if name != "hash"}
-    text = json.dumps(body, sort_keys=True, default=str)
+    text = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
