@@ -1,9 +1,12 @@
 """OAuth 2.0 Token Exchange (RFC 8693) on the gRPC and HTTP surfaces alike.
 
 :meth:`TokenExchanger.exchange` runs the flow of DESIGN.md: check the
-request, authenticate the subject (and actor) token, resolve the targets,
-ask the Policy service for each, then ask the ITS to issue. Nothing is
-issued unless every step passes, and every outcome is audited.
+request, authenticate the subject (and actor) token, check delegation,
+resolve the targets and scopes, ask the Policy service for each target,
+consume a one-time token, then ask the ITS to issue. Nothing is issued
+unless every step passes, and every outcome is audited.
+:meth:`TokenExchanger.explain` runs the same steps without issuing or
+consuming anything and reports each one.
 """
 
 from __future__ import annotations
@@ -18,18 +21,31 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from services.sts.foreign_keys import ForeignKeys
-from services.sts.subject import Principal, authenticate
-from wif.audit import AuditLog
-from wif.errors import (
-    AccessDenied,
-    InternalError,
-    InvalidRequest,
-    InvalidScope,
-    InvalidTarget,
-    UnsupportedTokenType,
-    WifError,
+from services.sts.checks import CheckLog, CheckResult, safe_metadata
+from services.sts.delegation import actor_claim, check_delegation
+from services.sts.replay import ReplayGuard
+from services.sts.request import (
+    ACCEPTED_TOKEN_TYPES,
+    GRANT_TYPE,
+    ISSUABLE_TOKEN_TYPES,
+    ExchangeRequest,
+    ExchangeResult,
+    check_granted,
+    check_request,
+    check_scopes,
+    issued_token_type,
+    resolve_targets,
+    token_type_for,
 )
+from services.sts.subject import (
+    TYPE_ACCESS_TOKEN,
+    TYPE_ID_TOKEN,
+    TYPE_JWT,
+    Authenticator,
+    Principal,
+)
+from wif.audit import AuditLog
+from wif.errors import AccessDenied, InternalError, WifError
 from wif.grpc_errors import error_from_rpc
 from wif.telemetry import tracer
 from wif.trust.config import TrustConfig
@@ -37,49 +53,27 @@ from wif.trust.follower import TrustFollower
 from wif.trust.model import Audience
 from wif.v1 import its_pb2, its_pb2_grpc, policy_pb2, policy_pb2_grpc
 
+__all__ = [
+    "ACCEPTED_TOKEN_TYPES",
+    "GRANT_TYPE",
+    "ISSUABLE_TOKEN_TYPES",
+    "TYPE_ACCESS_TOKEN",
+    "TYPE_ID_TOKEN",
+    "TYPE_JWT",
+    "ExchangeRequest",
+    "ExchangeResult",
+    "Explanation",
+    "TokenExchanger",
+    "actor_claim",
+    "check_request",
+    "check_scopes",
+    "resolve_targets",
+]
+
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
-GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
-TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
-TYPE_ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
-TYPE_ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
-
-#: Token types a subject or actor token may have: all of them are JWTs here.
-ACCEPTED_TOKEN_TYPES = (TYPE_JWT, TYPE_ID_TOKEN, TYPE_ACCESS_TOKEN)
-#: Token types the STS can issue; the issued token is always a JWT.
-ISSUABLE_TOKEN_TYPES = (TYPE_JWT, TYPE_ACCESS_TOKEN)
-
-MAX_TARGETS = 8
-MAX_SCOPES = 32
 CALL_TIMEOUT_SECONDS = 3.0
-
-
-@dataclass(frozen=True)
-class ExchangeRequest:
-    """The RFC 8693 section 2.1 parameters, whichever surface they came from."""
-
-    subject_token: str
-    subject_token_type: str
-    actor_token: str = ""
-    actor_token_type: str = ""
-    audience: Sequence[str] = ()
-    resource: Sequence[str] = ()
-    scope: Sequence[str] = ()
-    requested_token_type: str = ""
-    source_address: str = ""
-
-
-@dataclass(frozen=True)
-class ExchangeResult:
-    """The RFC 8693 section 2.2.1 response."""
-
-    access_token: str
-    issued_token_type: str
-    expires_in: int
-    scope: tuple[str, ...]
-    token_id: str
-    token_type: str = "Bearer"
 
 
 @dataclass
@@ -89,75 +83,27 @@ class _Grant:
     policy_ids: list[str] = field(default_factory=list)
 
 
-def check_request(request: ExchangeRequest) -> None:
-    """RFC 8693 section 2.1: required parameters and their combinations."""
-    if not request.subject_token:
-        raise InvalidRequest(
-            "subject_token is required", reason="MISSING_SUBJECT_TOKEN"
-        )
-    if not request.subject_token_type:
-        raise InvalidRequest(
-            "subject_token_type is required", reason="MISSING_TOKEN_TYPE"
-        )
-    if request.subject_token_type not in ACCEPTED_TOKEN_TYPES:
-        raise UnsupportedTokenType("subject_token_type is not supported")
-    if bool(request.actor_token) != bool(request.actor_token_type):
-        raise InvalidRequest(
-            "actor_token and actor_token_type go together", reason="ACTOR_TOKEN_TYPE"
-        )
-    if request.actor_token and request.actor_token_type not in ACCEPTED_TOKEN_TYPES:
-        raise UnsupportedTokenType("actor_token_type is not supported")
-    if request.requested_token_type not in ("", *ISSUABLE_TOKEN_TYPES):
-        raise InvalidRequest(
-            "requested_token_type is not one this server issues",
-            reason="UNSUPPORTED_REQUESTED_TYPE",
-        )
-    if len(request.audience) + len(request.resource) > MAX_TARGETS:
-        raise InvalidRequest(
-            f"at most {MAX_TARGETS} targets", reason="TOO_MANY_TARGETS"
-        )
-    if len(request.scope) > MAX_SCOPES:
-        raise InvalidRequest(f"at most {MAX_SCOPES} scopes", reason="TOO_MANY_SCOPES")
+@dataclass
+class _Plan:
+    """Everything decided before issuing: who, for what, and with what."""
+
+    subject: Principal
+    actor: Principal | None
+    chain: list[str]
+    targets: list[Audience]
+    scopes: tuple[str, ...]
+    grant: _Grant
 
 
-def resolve_targets(request: ExchangeRequest, config: TrustConfig) -> list[Audience]:
-    """The audiences named by ``audience`` and ``resource`` (RFC 8693, RFC 8707)."""
-    targets: dict[str, Audience] = {}
-    for name in request.audience:
-        audience = config.audiences.get(name)
-        if audience is None:
-            raise InvalidTarget(
-                "an audience is not known",
-                reason="UNKNOWN_AUDIENCE",
-                metadata={"audience": name[:200]},
-            )
-        targets[audience.id] = audience
-    for uri in request.resource:
-        audience = config.audience_for_resource(uri)
-        if audience is None:
-            raise InvalidTarget(
-                "a resource is not known",
-                reason="UNKNOWN_RESOURCE",
-                metadata={"resource": uri[:200]},
-            )
-        targets[audience.id] = audience
-    if not targets:
-        raise InvalidRequest(
-            "name the target with audience or resource", reason="MISSING_TARGET"
-        )
-    return list(targets.values())
+@dataclass(frozen=True)
+class Explanation:
+    """What an exchange would do, check by check."""
 
-
-def check_scopes(scopes: Sequence[str], targets: Sequence[Audience]) -> None:
-    """Every scope asked for must be offered by a target; none is trimmed."""
-    offered = {s for audience in targets for s in audience.scopes}
-    unknown = sorted(set(scopes) - offered)
-    if unknown:
-        raise InvalidScope(
-            "a scope is not offered by the target",
-            reason="SCOPE_NOT_OFFERED",
-            metadata={"scope": unknown[0][:200]},
-        )
+    checks: list[CheckResult]
+    refusal: WifError | None
+    subject: str = ""
+    audiences: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
 
 
 def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
@@ -166,34 +112,24 @@ def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
     return message
 
 
-def actor_claim(actor: Principal | None, subject: Principal) -> dict[str, Any] | None:
-    """RFC 8693 section 4.1: the ``act`` claim naming the authenticated actor.
-
-    A foreign subject token's own ``act`` claim is not carried over: its
-    members are another issuer's names, which this mesh cannot vouch for.
-    TODO(#4): nest the chain of a mesh-issued subject token and honour may_act.
-    """
-    if actor is None:
-        return None
-    return {"sub": actor.subject}
-
-
 class TokenExchanger:
     """Runs token exchanges against the Policy service and the ITS."""
 
     def __init__(
         self,
         trust: TrustFollower,
-        keys: ForeignKeys,
+        authenticator: Authenticator,
         policy: policy_pb2_grpc.PolicyServiceStub,
         its: its_pb2_grpc.IdentityTokenServiceStub,
         audit: AuditLog,
+        replay: ReplayGuard,
     ) -> None:
         self._trust = trust
-        self._keys = keys
+        self._authenticator = authenticator
         self._policy = policy
         self._its = its
         self._audit = audit
+        self._replay = replay
 
     async def exchange(self, request: ExchangeRequest) -> ExchangeResult:
         """Exchanges the subject token; raises a ``WifError`` on any refusal.
@@ -201,66 +137,144 @@ class TokenExchanger:
         Every outcome is audited, an internal fault included, which reaches
         the caller as ``InternalError`` with no detail.
         """
-        subject: Principal | None = None
-        refusal: WifError
+        checks = CheckLog()
         try:
-            check_request(request)
-            config = self._trust.require()
-            subject = await authenticate(request.subject_token, config, self._keys)
-            actor = None
-            if request.actor_token:
-                actor = await authenticate(request.actor_token, config, self._keys)
-            targets = resolve_targets(request, config)
-            check_scopes(request.scope, targets)
-            grant = await self._decide(subject, actor, targets, request)
-            result = await self._issue(subject, actor, targets, grant, request)
+            plan = await self._plan(request, checks, dry_run=False)
+            result = await self._issue(plan, request)
         except WifError as error:
             refusal = error
         except Exception:
             log.exception("the exchange failed")
             refusal = InternalError("internal error", reason="INTERNAL")
         else:
-            await self._audit_success(result, subject, targets, grant)
+            await self._audit_success(result, plan)
             return result
+        refusal.metadata = safe_metadata(refusal.metadata)
         await self._audit.record(
             "token.exchange",
             "refused",
             reason=refusal.reason,
-            subject=subject.subject if subject else None,
+            check=_failed_check(checks),
+            subject=checks.subject,
             audiences=list(request.audience),
             resources=list(request.resource),
         )
         raise refusal
 
-    async def _audit_success(
+    async def explain(self, request: ExchangeRequest) -> Explanation:
+        """Runs every check of :meth:`exchange` without issuing or consuming.
+
+        Internal faults still raise ``InternalError``.
+        """
+        checks = CheckLog()
+        try:
+            plan = await self._plan(request, checks, dry_run=True)
+        except WifError as error:
+            error.metadata = safe_metadata(error.metadata)
+            explanation = Explanation(checks.complete(), error)
+        except Exception as exc:
+            log.exception("the explanation failed")
+            raise InternalError("internal error", reason="INTERNAL") from exc
+        else:
+            explanation = Explanation(
+                checks.complete(),
+                None,
+                subject=plan.subject.subject,
+                audiences=tuple(t.id for t in plan.targets),
+                scopes=plan.scopes,
+            )
+        refusal = explanation.refusal
+        await self._audit.record(
+            "token.explain",
+            "would_issue" if refusal is None else "would_refuse",
+            reason=refusal.reason if refusal else None,
+            check=_failed_check(checks),
+        )
+        return explanation
+
+    async def _plan(
+        self, request: ExchangeRequest, checks: CheckLog, *, dry_run: bool
+    ) -> _Plan:
+        with checks.step("request"):
+            check_request(request)
+            config = self._trust.require()
+
+        subject = await self._authenticator.authenticate(
+            request.subject_token, request.subject_token_type, config, checks
+        )
+        checks.subject = subject.subject
+        actor = None
+        if request.actor_token:
+            actor = await self._authenticator.authenticate(
+                request.actor_token,
+                request.actor_token_type,
+                config,
+                checks.child("actor"),
+                actor=True,
+            )
+
+        with checks.step("delegation"):
+            chain = check_delegation(subject, actor)
+
+        with checks.step("target"):
+            targets = resolve_targets(request, config)
+
+        trim = request.allow_scope_trimming
+        with checks.step("scope"):
+            scopes = check_scopes(request.scope, targets, trim=trim)
+
+        with checks.step("policy"):
+            grant = await self._decide(subject, chain, targets, scopes, request)
+
+        with checks.step("downscope"):
+            scopes = check_granted(scopes, grant.scopes, trim=trim)
+
+        await self._check_replay(subject, config, checks, dry_run=dry_run)
+        return _Plan(subject, actor, chain, targets, scopes, grant)
+
+    async def _check_replay(
         self,
-        result: ExchangeResult,
         subject: Principal,
-        targets: Sequence[Audience],
-        grant: _Grant,
+        config: TrustConfig,
+        checks: CheckLog,
+        *,
+        dry_run: bool,
     ) -> None:
+        provider = config.providers.get(subject.provider_id)
+        if provider is None or not provider.one_time_use:
+            checks.skip("replay", "the provider allows reuse of its tokens")
+            return
+        with checks.step("replay"):
+            if dry_run:
+                await self._replay.check_unused(provider, subject)
+            else:
+                await self._replay.consume(provider, subject)
+
+    async def _audit_success(self, result: ExchangeResult, plan: _Plan) -> None:
         await self._audit.record(
             "token.exchange",
             "ok",
             token_id=result.token_id,
-            subject=subject.subject,
-            subject_token_id=subject.token_id,
-            audiences=[t.id for t in targets],
+            subject=plan.subject.subject,
+            subject_token_id=plan.subject.token_id,
+            actor_chain=plan.chain,
+            audiences=[t.id for t in plan.targets],
             scopes=list(result.scope),
-            policy_ids=grant.policy_ids,
+            policy_ids=plan.grant.policy_ids,
         )
 
     async def _decide(
         self,
         subject: Principal,
-        actor: Principal | None,
+        chain: list[str],
         targets: Sequence[Audience],
+        scopes: Sequence[str],
         request: ExchangeRequest,
     ) -> _Grant:
         context = {
             "source_address": request.source_address,
             "now": int(time.time()),
-            "actor_chain": [actor.subject] if actor else [],
+            "actor_chain": chain,
             "subject_token_age_seconds": int(
                 time.time() - float(subject.claims.get("iat", 0))
             ),
@@ -278,7 +292,7 @@ class TokenExchanger:
                         principal=principal,
                         action="exchange",
                         audience=target.id,
-                        scopes=list(request.scope),
+                        scopes=list(scopes),
                         context=_struct(context),
                     ),
                     timeout=CALL_TIMEOUT_SECONDS,
@@ -305,25 +319,19 @@ class TokenExchanger:
             span.set_attribute("wif.decision", "allow")
         return grant
 
-    async def _issue(
-        self,
-        subject: Principal,
-        actor: Principal | None,
-        targets: Sequence[Audience],
-        grant: _Grant,
-        request: ExchangeRequest,
-    ) -> ExchangeResult:
-        provider = self._trust.require().providers[subject.provider_id]
-        not_after = (
-            int(subject.claims["exp"]) if provider.bound_to_subject_expiry else 0
+    async def _issue(self, plan: _Plan, request: ExchangeRequest) -> ExchangeResult:
+        subject = plan.subject
+        provider = self._trust.require().providers.get(subject.provider_id)
+        bound = subject.mesh_issued or (
+            provider is not None and provider.bound_to_subject_expiry
         )
-        scopes = [s for s in request.scope if s in grant.scopes]
-        act = actor_claim(actor, subject)
+        not_after = int(subject.claims["exp"]) if bound else 0
+        act = actor_claim(plan.actor, subject)
         issue = its_pb2.IssueTokenRequest(
             subject=subject.subject,
-            audiences=[t.id for t in targets],
-            scopes=scopes,
-            lifetime_seconds=grant.lifetime,
+            audiences=[t.id for t in plan.targets],
+            scopes=list(plan.scopes),
+            lifetime_seconds=plan.grant.lifetime,
             not_after=not_after,
             claims=_struct(dict(subject.attributes)),
             act=_struct(act) if act else None,
@@ -332,10 +340,17 @@ class TokenExchanger:
             issued = await self._its.IssueToken(issue, timeout=CALL_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, "identity token service") from exc
+        issued_type = issued_token_type(request.requested_token_type)
         return ExchangeResult(
             access_token=issued.token,
-            issued_token_type=request.requested_token_type or TYPE_JWT,
+            issued_token_type=issued_type,
             expires_in=max(0, issued.expires_at - int(time.time())),
-            scope=tuple(scopes),
+            scope=plan.scopes,
             token_id=issued.token_id,
+            token_type=token_type_for(issued_type),
         )
+
+
+def _failed_check(checks: CheckLog) -> str | None:
+    failed = [r.name for r in checks.results if r.outcome.value == "failed"]
+    return failed[0] if failed else None

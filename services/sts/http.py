@@ -1,17 +1,35 @@
-"""The RFC 8693 token endpoint over HTTP, for ordinary OAuth client libraries.
+"""The STS over HTTP, for ordinary OAuth client libraries and relying parties.
 
-``POST /token`` takes ``application/x-www-form-urlencoded`` parameters
-(RFC 8693 section 2.1) and answers JSON (section 2.2), with RFC 6749
-section 5.2 error bodies and ``Cache-Control: no-store`` on every answer.
+Every endpoint takes ``application/x-www-form-urlencoded`` parameters and
+answers JSON with ``Cache-Control: no-store``; errors are RFC 6749 section
+5.2 bodies.
+
+- ``POST /token``: token exchange (RFC 8693 section 2). The extension
+  parameter ``allow_scope_trimming=true`` lets the exchange leave out scopes
+  it cannot grant instead of refusing (see :mod:`services.sts.request`).
+- ``POST /introspect``: introspection of mesh tokens (RFC 7662), parameter
+  ``token``.
+- ``POST /revoke``: revocation of mesh tokens (RFC 7009), parameter
+  ``token``; ``token_type_hint`` is accepted and ignored.
+
+Callers of ``/introspect`` and ``/revoke`` are recognised by their source
+address only: the setting ``admin_networks`` lists the networks allowed,
+loopback by default, and any other caller gets 403 ``access_denied``. There
+is no client authentication yet, so any process in those networks may
+introspect or revoke any mesh token: keep the list to the relying services'
+own networks.
+TODO(#4): authenticate introspection and revocation callers by mTLS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
+import grpc
 from aiohttp import web
 
 from services.sts.exchange import (
@@ -20,11 +38,15 @@ from services.sts.exchange import (
     ExchangeResult,
     TokenExchanger,
 )
+from services.sts.revocation import TokenAdministration
+from services.sts.settings import Networks
 from wif.errors import InternalError, InvalidRequest, WifError
 
 log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/token"
+INTROSPECT_PATH = "/introspect"
+REVOKE_PATH = "/revoke"
 MAX_FORM_BYTES = 64 * 1024
 #: Seconds a client has to send the whole body once its headers arrived.
 BODY_TIMEOUT_SECONDS = 5.0
@@ -38,6 +60,15 @@ class UnsupportedGrantType(InvalidRequest):
 
     oauth_error = "unsupported_grant_type"
     default_reason = "UNSUPPORTED_GRANT_TYPE"
+
+
+class CallerNotAllowed(WifError):
+    """The caller's address is outside the networks allowed to call."""
+
+    oauth_error = "access_denied"
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+    default_reason = "CALLER_NOT_ALLOWED"
 
 
 def error_response(error: WifError) -> web.Response:
@@ -90,7 +121,33 @@ def exchange_request(form: dict[str, list[str]], source: str) -> ExchangeRequest
         scope=list(dict.fromkeys(s for s in one("scope").split(" ") if s)),
         requested_token_type=one("requested_token_type"),
         source_address=source,
+        allow_scope_trimming=_flag(one("allow_scope_trimming")),
     )
+
+
+def _flag(value: str) -> bool:
+    if value not in ("", "true", "false"):
+        raise InvalidRequest(
+            "allow_scope_trimming must be true or false", reason="INVALID_PARAMETER"
+        )
+    return value == "true"
+
+
+def check_caller(remote: str | None, allowed: Networks) -> None:
+    """Raises ``CallerNotAllowed`` unless ``remote`` is in an allowed network."""
+    try:
+        address = ipaddress.ip_address((remote or "").split("%", 1)[0])
+    except ValueError as exc:
+        raise CallerNotAllowed("this caller may not use this endpoint") from exc
+    if not any(address in network for network in allowed):
+        raise CallerNotAllowed("this caller may not use this endpoint")
+
+
+def _token_parameter(form: dict[str, list[str]]) -> str:
+    token = form.get("token", [""])[0]
+    if not token:
+        raise InvalidRequest("token is required", reason="MISSING_TOKEN")
+    return token
 
 
 async def _read_form(request: web.Request) -> dict[str, list[str]]:
@@ -133,8 +190,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(InternalError("internal error", reason="INTERNAL"))
 
 
-def build_app(exchanger: TokenExchanger) -> web.Application:
-    """The aiohttp application serving the token endpoint."""
+def build_app(
+    exchanger: TokenExchanger,
+    admin: TokenAdministration | None = None,
+    admin_networks: Networks = (),
+) -> web.Application:
+    """The aiohttp application serving the token, introspection and
+    revocation endpoints (the latter two only given ``admin``)."""
 
     async def token(request: web.Request) -> web.Response:
         try:
@@ -145,6 +207,28 @@ def build_app(exchanger: TokenExchanger) -> web.Application:
             return error_response(error)
         return _success(result)
 
+    async def introspect(request: web.Request) -> web.Response:
+        assert admin is not None
+        try:
+            check_caller(request.remote, admin_networks)
+            token = _token_parameter(await _read_form(request))
+        except WifError as error:
+            return error_response(error)
+        return web.json_response(admin.introspect(token), headers=_NO_STORE)
+
+    async def revoke(request: web.Request) -> web.Response:
+        assert admin is not None
+        try:
+            check_caller(request.remote, admin_networks)
+            token = _token_parameter(await _read_form(request))
+            await admin.revoke(token)
+        except WifError as error:
+            return error_response(error)
+        return web.json_response({}, headers=_NO_STORE)
+
     app = web.Application(client_max_size=MAX_FORM_BYTES, middlewares=[json_errors])
     app.router.add_post(TOKEN_PATH, token)
+    if admin is not None:
+        app.router.add_post(INTROSPECT_PATH, introspect)
+        app.router.add_post(REVOKE_PATH, revoke)
     return app

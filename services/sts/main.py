@@ -10,11 +10,15 @@ import grpc
 from services.sts.exchange import TokenExchanger
 from services.sts.foreign_keys import ForeignKeys
 from services.sts.http import build_app
+from services.sts.replay import ReplayGuard
+from services.sts.revocation import TokenAdministration
 from services.sts.servicer import SecurityTokenServicer
-from services.sts.settings import StsSettings
-from services.sts.validation import MeshTokenValidator
+from services.sts.settings import StsSettings, networks
+from services.sts.subject import Authenticator
+from services.sts.validation import MeshTokenFacts, MeshTokenValidator
 from wif.audit import AuditLog
 from wif.keyring import KeyringFollower
+from wif.revocations import RevocationList
 from wif.server import ServiceParts, client_channel, run_main
 from wif.store import EtcdStore
 from wif.trust.follower import TrustFollower
@@ -31,14 +35,19 @@ async def build(settings: StsSettings) -> ServiceParts:
     policy_channel = client_channel(settings.policy_address)
     its_channel = client_channel(settings.its_address)
     session = aiohttp.ClientSession(trust_env=False)
+    revoked = RevocationList(store)
+    validator = MeshTokenValidator(trust, keyring, revoked)
+    audit = AuditLog("sts", settings.audit_log)
     exchanger = TokenExchanger(
         trust,
-        ForeignKeys(session),
+        Authenticator(ForeignKeys(session), MeshTokenFacts(validator)),
         policy_pb2_grpc.PolicyServiceStub(policy_channel),
         its_pb2_grpc.IdentityTokenServiceStub(its_channel),
-        AuditLog("sts", settings.audit_log),
+        audit,
+        ReplayGuard(store),
     )
-    servicer = SecurityTokenServicer(exchanger, MeshTokenValidator(trust, keyring))
+    servicer = SecurityTokenServicer(exchanger, validator)
+    admin = TokenAdministration(validator, store, revoked, audit)
 
     def register(server: grpc.aio.Server) -> None:
         sts_pb2_grpc.add_SecurityTokenServiceServicer_to_server(servicer, server)
@@ -53,8 +62,8 @@ async def build(settings: StsSettings) -> ServiceParts:
         name="sts",
         register=register,
         service_names=(SERVICE_NAME,),
-        background=[trust.run(), keyring.follow()],
-        http_app=build_app(exchanger),
+        background=[trust.run(), keyring.follow(), revoked.follow()],
+        http_app=build_app(exchanger, admin, networks(settings.admin_networks)),
         http_listen=settings.http_listen,
         ready=store.connect,
         close=close,

@@ -5,10 +5,18 @@ from __future__ import annotations
 import grpc
 from google.protobuf import struct_pb2
 
-from services.sts.exchange import ExchangeRequest, TokenExchanger
-from services.sts.validation import MeshTokenValidator
+from services.sts.checks import Outcome
+from services.sts.exchange import ExchangeRequest, Explanation, TokenExchanger
+from services.sts.validation import MAX_BATCH, MeshTokenValidator, ValidToken
+from wif.errors import InvalidGrant, InvalidRequest
 from wif.grpc_errors import handle_errors
 from wif.v1 import sts_pb2, sts_pb2_grpc
+
+_OUTCOMES = {
+    Outcome.PASSED: sts_pb2.CHECK_OUTCOME_PASSED,
+    Outcome.FAILED: sts_pb2.CHECK_OUTCOME_FAILED,
+    Outcome.SKIPPED: sts_pb2.CHECK_OUTCOME_SKIPPED,
+}
 
 
 def peer_address(context: grpc.aio.ServicerContext) -> str:
@@ -17,6 +25,56 @@ def peer_address(context: grpc.aio.ServicerContext) -> str:
     _, _, address = peer.partition(":")
     host, _, _ = address.rpartition(":")
     return host.strip("[]") or address
+
+
+def exchange_request(
+    request: sts_pb2.ExchangeTokenRequest, source_address: str
+) -> ExchangeRequest:
+    """The RFC 8693 parameters of a gRPC request."""
+    return ExchangeRequest(
+        subject_token=request.subject_token,
+        subject_token_type=request.subject_token_type,
+        actor_token=request.actor_token,
+        actor_token_type=request.actor_token_type,
+        audience=list(request.audience),
+        resource=list(request.resource),
+        scope=list(request.scope),
+        requested_token_type=request.requested_token_type,
+        source_address=source_address,
+        allow_scope_trimming=request.allow_scope_trimming,
+    )
+
+
+def _token_reply(valid: ValidToken) -> sts_pb2.ValidateTokenResponse:
+    claims = struct_pb2.Struct()
+    claims.update(valid.claims)
+    return sts_pb2.ValidateTokenResponse(
+        subject=valid.subject,
+        token_id=valid.token_id,
+        expires_at=valid.expires_at,
+        claims=claims,
+    )
+
+
+def _explanation_reply(explanation: Explanation) -> sts_pb2.ExplainExchangeResponse:
+    refusal = explanation.refusal
+    return sts_pb2.ExplainExchangeResponse(
+        would_issue=refusal is None,
+        checks=[
+            sts_pb2.ExchangeCheck(
+                name=check.name,
+                outcome=_OUTCOMES[check.outcome],
+                reason=check.reason,
+                detail=check.detail,
+            )
+            for check in explanation.checks
+        ],
+        oauth_error=refusal.oauth_error if refusal else "",
+        reason=refusal.reason if refusal else "",
+        audience=explanation.audiences,
+        scope=explanation.scopes,
+        subject=explanation.subject,
+    )
 
 
 class SecurityTokenServicer(sts_pb2_grpc.SecurityTokenServiceServicer):
@@ -33,17 +91,7 @@ class SecurityTokenServicer(sts_pb2_grpc.SecurityTokenServiceServicer):
         self, request: sts_pb2.ExchangeTokenRequest, context: grpc.aio.ServicerContext
     ) -> sts_pb2.ExchangeTokenResponse:
         result = await self._exchanger.exchange(
-            ExchangeRequest(
-                subject_token=request.subject_token,
-                subject_token_type=request.subject_token_type,
-                actor_token=request.actor_token,
-                actor_token_type=request.actor_token_type,
-                audience=list(request.audience),
-                resource=list(request.resource),
-                scope=list(request.scope),
-                requested_token_type=request.requested_token_type,
-                source_address=peer_address(context),
-            )
+            exchange_request(request, peer_address(context))
         )
         return sts_pb2.ExchangeTokenResponse(
             access_token=result.access_token,
@@ -55,15 +103,40 @@ class SecurityTokenServicer(sts_pb2_grpc.SecurityTokenServiceServicer):
         )
 
     @handle_errors
+    async def ExplainExchange(
+        self,
+        request: sts_pb2.ExplainExchangeRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> sts_pb2.ExplainExchangeResponse:
+        explanation = await self._exchanger.explain(
+            exchange_request(request.exchange, peer_address(context))
+        )
+        return _explanation_reply(explanation)
+
+    @handle_errors
     async def ValidateToken(
         self, request: sts_pb2.ValidateTokenRequest, context: grpc.aio.ServicerContext
     ) -> sts_pb2.ValidateTokenResponse:
-        valid = self._validator.validate(request.token, request.audience)
-        claims = struct_pb2.Struct()
-        claims.update(valid.claims)
-        return sts_pb2.ValidateTokenResponse(
-            subject=valid.subject,
-            token_id=valid.token_id,
-            expires_at=valid.expires_at,
-            claims=claims,
-        )
+        return _token_reply(self._validator.validate(request.token, request.audience))
+
+    @handle_errors
+    async def ValidateTokens(
+        self, request: sts_pb2.ValidateTokensRequest, context: grpc.aio.ServicerContext
+    ) -> sts_pb2.ValidateTokensResponse:
+        if len(request.tokens) > MAX_BATCH:
+            raise InvalidRequest(
+                f"at most {MAX_BATCH} tokens in one call", reason="TOO_MANY_TOKENS"
+            )
+        results = []
+        for item in request.tokens:
+            try:
+                valid = self._validator.validate(item.token, item.audience)
+            except InvalidGrant as error:
+                results.append(
+                    sts_pb2.TokenValidation(valid=False, reason=error.reason)
+                )
+            else:
+                results.append(
+                    sts_pb2.TokenValidation(valid=True, token=_token_reply(valid))
+                )
+        return sts_pb2.ValidateTokensResponse(results=results)

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from wif.settings import CommonSettings, host_port, setting
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def networks(value: str) -> Networks:
+    """A comma-separated list of IP networks (CIDR); empty allows nobody."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=True)
+        for part in value.split(",")
+        if part.strip()
+    )
+
+
+def network_list(value: str) -> str:
+    """Checks a comma-separated list of networks; raises ``ValueError``."""
+    networks(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -34,4 +52,11 @@ class StsSettings(CommonSettings):
         "gRPC address of the Policy service",
         env="WIF_POLICY_ADDRESS",
         parse=host_port,
+    )
+    admin_networks: str = setting(
+        "127.0.0.0/8,::1/128",
+        "comma-separated networks (CIDR) allowed to call the HTTP introspection "
+        "(/introspect) and revocation (/revoke) endpoints; empty allows nobody",
+        env="WIF_STS_ADMIN_NETWORKS",
+        parse=network_list,
     )

@@ -1,28 +1,50 @@
-"""Validating tokens the mesh itself issued (ValidateToken)."""
+"""Validating tokens the mesh itself issued (ValidateToken, introspection).
+
+The checks are those of :mod:`wif.mesh_tokens`, shared with the Policy
+service. On top of them:
+
+- Revocation (by ``jti`` or by subject) is looked up on every call and
+  always wins, cached or not.
+- Tokens that passed every check are remembered until they expire, keyed
+  by the SHA-256 of their text. Only successes are remembered: an ECDSA
+  signature ``(r, s)`` can be rewritten as ``(r, n - s)`` and still verify,
+  so one token has several texts, and a refusal keyed on one text would
+  not stop another. A rewritten text merely misses the cache and is
+  verified again. A cached token whose key has left the key set (a key
+  revoked at the ITS) is verified again, and fails.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from services.sts.checks import safe_metadata
 from wif.errors import InvalidGrant, InvalidToken
 from wif.keyring import KeyringFollower
-from wif.tokens import (
-    check_audience,
-    check_expiry,
-    check_issued_at,
-    check_issuer,
-    check_not_before,
-    check_subject,
-    parse_compact,
-    select_key,
-    verify_signature,
-)
+from wif.mesh_tokens import MESH_CLOCK_SKEW_SECONDS, MeshToken, verify_mesh_token
+from wif.revocations import RevocationList
+from wif.tokens import KeySet, VerificationKey, check_audience, parse_compact
 from wif.trust.follower import TrustFollower
 
-#: Clock skew allowed when validating the mesh's own tokens.
-MESH_CLOCK_SKEW_SECONDS = 30
+__all__ = [
+    "MESH_CLOCK_SKEW_SECONDS",
+    "MeshTokenFacts",
+    "MeshTokenValidator",
+    "ValidToken",
+]
+
+#: Tokens remembered by the validation cache, at most.
+MAX_CACHED_TOKENS = 10_000
+#: Tokens ValidateTokens checks in one call, at most.
+MAX_BATCH = 100
+
+TOKEN_REVOKED = "TOKEN_REVOKED"
+SUBJECT_REVOKED = "SUBJECT_REVOKED"
 
 
 @dataclass(frozen=True)
@@ -33,46 +55,146 @@ class ValidToken:
     token_id: str
     expires_at: int
     claims: dict[str, Any]
+    issued_at: int = 0
 
 
-def _check_mesh_claims(claims: dict[str, Any], issuer: str, audience: str) -> None:
-    now = time.time()
-    check_issuer(claims, issuer)
+@dataclass(frozen=True)
+class _Cached:
+    token: ValidToken
+    kid: str
 
-    check_subject(claims)
 
-    if audience:
-        check_audience(claims, [audience])
+class ValidationCache:
+    """Valid mesh tokens by the SHA-256 of their text, until they expire."""
 
-    check_expiry(claims, now, MESH_CLOCK_SKEW_SECONDS)
+    def __init__(self, max_entries: int = MAX_CACHED_TOKENS) -> None:
+        self._max = max_entries
+        self._entries: OrderedDict[bytes, _Cached] = OrderedDict()
 
-    check_not_before(claims, now, MESH_CLOCK_SKEW_SECONDS)
+    def __len__(self) -> int:
+        return len(self._entries)
 
-    check_issued_at(claims, now, MESH_CLOCK_SKEW_SECONDS, None)
+    def get(self, digest: bytes, now: float) -> _Cached | None:
+        """The remembered token, if it has not expired."""
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry.token.expires_at <= now:
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return entry
+
+    def put(self, digest: bytes, entry: _Cached) -> None:
+        """Remembers a token that passed every check; evicts the oldest."""
+        self._entries[digest] = entry
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def forget(self, digest: bytes) -> None:
+        """Drops one token."""
+        self._entries.pop(digest, None)
+
+
+def _valid(mesh: MeshToken) -> ValidToken:
+    return ValidToken(
+        subject=mesh.subject,
+        token_id=mesh.token_id,
+        expires_at=mesh.expires_at,
+        claims=mesh.claims,
+        issued_at=mesh.issued_at,
+    )
 
 
 class MeshTokenValidator:
-    """Checks signature, issuer, times and audience of a mesh token."""
+    """Checks signature, issuer, times, audience and revocation of a mesh token."""
 
-    def __init__(self, trust: TrustFollower, keyring: KeyringFollower) -> None:
+    def __init__(
+        self,
+        trust: TrustFollower,
+        keyring: KeyringFollower,
+        revocations: RevocationList,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._trust = trust
         self._keyring = keyring
+        self._revocations = revocations
+        self._clock = clock
+        self.cache = ValidationCache()
 
     def validate(self, token: str, audience: str = "") -> ValidToken:
         """The token's facts; raises ``InvalidToken`` naming the failed check."""
-        config = self._trust.require()
-        try:
-            parsed = parse_compact(token)
-            verify_signature(parsed, select_key(parsed, self._keyring.keyset))
-            claims = parsed.claims
-            _check_mesh_claims(claims, config.issuer, audience)
-        except InvalidGrant as error:
+        now = self._clock()
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        cached = self.cache.get(digest, now)
+        if cached is not None and cached.kid not in self._keyring.keyset:
+            self.cache.forget(digest)
+            cached = None
+        if cached is None:
+            valid, kid = self._verify(token, now)
+            self.cache.put(digest, _Cached(valid, kid))
+        else:
+            valid = cached.token
+
+        if audience:
+            try:
+                check_audience(valid.claims, [audience])
+            except InvalidGrant as error:
+                raise InvalidToken(
+                    error.message, reason=error.reason, metadata=error.metadata
+                ) from error
+
+        self.check_not_revoked(valid.token_id, valid.subject)
+        return valid
+
+    @property
+    def keyset(self) -> KeySet:
+        """The mesh's published verification keys."""
+        return self._keyring.keyset
+
+    def check_not_revoked(self, token_id: str, subject: str) -> None:
+        """Raises ``InvalidToken`` if the token or its subject is revoked."""
+        if self._revocations.token_revoked(token_id):
+            raise InvalidToken("the token has been revoked", reason=TOKEN_REVOKED)
+        if self._revocations.subject_revoked(subject):
             raise InvalidToken(
-                error.message, reason=error.reason, metadata=error.metadata
-            ) from error
-        return ValidToken(
-            subject=str(claims["sub"]),
-            token_id=str(claims.get("jti", "")),
-            expires_at=int(claims["exp"]),
-            claims=claims,
-        )
+                "every token of this subject has been revoked",
+                reason=SUBJECT_REVOKED,
+            )
+
+    def _verify(self, token: str, now: float) -> tuple[ValidToken, str]:
+        config = self._trust.require()
+        keys = self._keyring.keyset
+        try:
+            mesh = verify_mesh_token(
+                token, keys, issuer=config.issuer, audience="", now=now
+            )
+        except InvalidToken as error:
+            error.metadata = safe_metadata(error.metadata)
+            raise
+        # verify_mesh_token parsed the token strictly, so this cannot fail.
+        kid = str(parse_compact(token).header.get("kid", ""))
+        return _valid(mesh), kid
+
+
+class MeshTokenFacts:
+    """The mesh's keys and revocations, as token exchange needs them.
+
+    A revoked token presented for exchange is an RFC 8693 ``invalid_grant``,
+    not the ``invalid_token`` of validation.
+    """
+
+    def __init__(self, validator: MeshTokenValidator) -> None:
+        self._validator = validator
+
+    def keyset_get(self, kid: str) -> VerificationKey | None:
+        """The mesh's published key named ``kid``."""
+        return self._validator.keyset.get(kid)
+
+    def check_not_revoked(self, token_id: str, subject: str) -> None:
+        """Raises ``InvalidGrant`` if the token or its subject is revoked."""
+        try:
+            self._validator.check_not_revoked(token_id, subject)
+        except InvalidToken as error:
+            raise InvalidGrant(error.message, reason=error.reason) from error

@@ -1,4 +1,4 @@
-"""Audit durability: a service killed under load loses no record of a token handed out."""
+"""Audit durability: a killed service loses no record of a token it handed out."""
 
 from __future__ import annotations
 

@@ -89,6 +89,8 @@ class Provider:
     max_token_age_seconds: int = 3600
     clock_skew_seconds: int = 30
     bound_to_subject_expiry: bool = False
+    #: Each subject token (by ``jti``) may be exchanged once, mesh-wide.
+    one_time_use: bool = False
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ def parse_provider(doc: Any, where: str) -> Provider:
             "clock_skew_seconds", 30, 0, MAX_CLOCK_SKEW_SECONDS
         ),
         bound_to_subject_expiry=fields.boolean("bound_to_subject_expiry", False),
+        one_time_use=fields.boolean("one_time_use", False),
     )
     fields.done()
     return provider

@@ -25,21 +25,35 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10wif/v1/sts.proto\x12\x06wif.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xc9\x01\n\x14\x45xchangeTokenRequest\x12\x15\n\rsubject_token\x18\x01 \x01(\t\x12\x1a\n\x12subject_token_type\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tor_token\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63tor_token_type\x18\x04 \x01(\t\x12\x10\n\x08\x61udience\x18\x05 \x03(\t\x12\x10\n\x08resource\x18\x06 \x03(\t\x12\r\n\x05scope\x18\x07 \x03(\t\x12\x1c\n\x14requested_token_type\x18\x08 \x01(\t\"\x91\x01\n\x15\x45xchangeTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x19\n\x11issued_token_type\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\r\n\x05scope\x18\x05 \x03(\t\x12\x10\n\x08token_id\x18\x06 \x01(\t\"7\n\x14ValidateTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08\x61udience\x18\x02 \x01(\t\"w\n\x15ValidateTokenResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\x12\'\n\x06\x63laims\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct2\xb2\x01\n\x14SecurityTokenService\x12L\n\rExchangeToken\x12\x1c.wif.v1.ExchangeTokenRequest\x1a\x1d.wif.v1.ExchangeTokenResponse\x12L\n\rValidateToken\x12\x1c.wif.v1.ValidateTokenRequest\x1a\x1d.wif.v1.ValidateTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10wif/v1/sts.proto\x12\x06wif.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xe7\x01\n\x14\x45xchangeTokenRequest\x12\x15\n\rsubject_token\x18\x01 \x01(\t\x12\x1a\n\x12subject_token_type\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tor_token\x18\x03 \x01(\t\x12\x18\n\x10\x61\x63tor_token_type\x18\x04 \x01(\t\x12\x10\n\x08\x61udience\x18\x05 \x03(\t\x12\x10\n\x08resource\x18\x06 \x03(\t\x12\r\n\x05scope\x18\x07 \x03(\t\x12\x1c\n\x14requested_token_type\x18\x08 \x01(\t\x12\x1c\n\x14\x61llow_scope_trimming\x18\t \x01(\x08\"\x91\x01\n\x15\x45xchangeTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x19\n\x11issued_token_type\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\r\n\x05scope\x18\x05 \x03(\t\x12\x10\n\x08token_id\x18\x06 \x01(\t\"7\n\x14ValidateTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08\x61udience\x18\x02 \x01(\t\"w\n\x15ValidateTokenResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\x12\n\nexpires_at\x18\x03 \x01(\x03\x12\'\n\x06\x63laims\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"E\n\x15ValidateTokensRequest\x12,\n\x06tokens\x18\x01 \x03(\x0b\x32\x1c.wif.v1.ValidateTokenRequest\"^\n\x0fTokenValidation\x12\r\n\x05valid\x18\x01 \x01(\x08\x12,\n\x05token\x18\x02 \x01(\x0b\x32\x1d.wif.v1.ValidateTokenResponse\x12\x0e\n\x06reason\x18\x03 \x01(\t\"B\n\x16ValidateTokensResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.wif.v1.TokenValidation\"d\n\rExchangeCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.wif.v1.CheckOutcome\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"H\n\x16\x45xplainExchangeRequest\x12.\n\x08\x65xchange\x18\x01 \x01(\x0b\x32\x1c.wif.v1.ExchangeTokenRequest\"\xac\x01\n\x17\x45xplainExchangeResponse\x12\x13\n\x0bwould_issue\x18\x01 \x01(\x08\x12%\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x15.wif.v1.ExchangeCheck\x12\x13\n\x0boauth_error\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08\x61udience\x18\x05 \x03(\t\x12\r\n\x05scope\x18\x06 \x03(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t*|\n\x0c\x43heckOutcome\x12\x1d\n\x19\x43HECK_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HECK_OUTCOME_PASSED\x10\x01\x12\x18\n\x14\x43HECK_OUTCOME_FAILED\x10\x02\x12\x19\n\x15\x43HECK_OUTCOME_SKIPPED\x10\x03\x32\xd7\x02\n\x14SecurityTokenService\x12L\n\rExchangeToken\x12\x1c.wif.v1.ExchangeTokenRequest\x1a\x1d.wif.v1.ExchangeTokenResponse\x12L\n\rValidateToken\x12\x1c.wif.v1.ValidateTokenRequest\x1a\x1d.wif.v1.ValidateTokenResponse\x12O\n\x0eValidateTokens\x12\x1d.wif.v1.ValidateTokensRequest\x1a\x1e.wif.v1.ValidateTokensResponse\x12R\n\x0f\x45xplainExchange\x12\x1e.wif.v1.ExplainExchangeRequest\x1a\x1f.wif.v1.ExplainExchangeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wif.v1.sts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CHECKOUTCOME']._serialized_start=1204
+  _globals['_CHECKOUTCOME']._serialized_end=1328
   _globals['_EXCHANGETOKENREQUEST']._serialized_start=59
-  _globals['_EXCHANGETOKENREQUEST']._serialized_end=260
-  _globals['_EXCHANGETOKENRESPONSE']._serialized_start=263
-  _globals['_EXCHANGETOKENRESPONSE']._serialized_end=408
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=410
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=465
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=467
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=586
-  _globals['_SECURITYTOKENSERVICE']._serialized_start=589
-  _globals['_SECURITYTOKENSERVICE']._serialized_end=767
+  _globals['_EXCHANGETOKENREQUEST']._serialized_end=290
+  _globals['_EXCHANGETOKENRESPONSE']._serialized_start=293
+  _globals['_EXCHANGETOKENRESPONSE']._serialized_end=438
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=440
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=495
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=497
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=616
+  _globals['_VALIDATETOKENSREQUEST']._serialized_start=618
+  _globals['_VALIDATETOKENSREQUEST']._serialized_end=687
+  _globals['_TOKENVALIDATION']._serialized_start=689
+  _globals['_TOKENVALIDATION']._serialized_end=783
+  _globals['_VALIDATETOKENSRESPONSE']._serialized_start=785
+  _globals['_VALIDATETOKENSRESPONSE']._serialized_end=851
+  _globals['_EXCHANGECHECK']._serialized_start=853
+  _globals['_EXCHANGECHECK']._serialized_end=953
+  _globals['_EXPLAINEXCHANGEREQUEST']._serialized_start=955
+  _globals['_EXPLAINEXCHANGEREQUEST']._serialized_end=1027
+  _globals['_EXPLAINEXCHANGERESPONSE']._serialized_start=1030
+  _globals['_EXPLAINEXCHANGERESPONSE']._serialized_end=1202
+  _globals['_SECURITYTOKENSERVICE']._serialized_start=1331
+  _globals['_SECURITYTOKENSERVICE']._serialized_end=1674
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CheckOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CheckOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CheckOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHECK_OUTCOME_UNSPECIFIED: _CheckOutcome.ValueType  # 0
+    """Not set."""
+    CHECK_OUTCOME_PASSED: _CheckOutcome.ValueType  # 1
+    """The check ran and passed."""
+    CHECK_OUTCOME_FAILED: _CheckOutcome.ValueType  # 2
+    """The check ran and failed; the exchange would be refused here."""
+    CHECK_OUTCOME_SKIPPED: _CheckOutcome.ValueType  # 3
+    """The check did not run, because an earlier one failed or it does not apply."""
+
+class CheckOutcome(_CheckOutcome, metaclass=_CheckOutcomeEnumTypeWrapper):
+    """CheckOutcome is what became of one check of an explained exchange."""
+
+CHECK_OUTCOME_UNSPECIFIED: CheckOutcome.ValueType  # 0
+"""Not set."""
+CHECK_OUTCOME_PASSED: CheckOutcome.ValueType  # 1
+"""The check ran and passed."""
+CHECK_OUTCOME_FAILED: CheckOutcome.ValueType  # 2
+"""The check ran and failed; the exchange would be refused here."""
+CHECK_OUTCOME_SKIPPED: CheckOutcome.ValueType  # 3
+"""The check did not run, because an earlier one failed or it does not apply."""
+Global___CheckOutcome: _TypeAlias = CheckOutcome  # noqa: Y015
 
 @_typing.final
 class ExchangeTokenRequest(_message.Message):
@@ -33,6 +62,7 @@ class ExchangeTokenRequest(_message.Message):
     RESOURCE_FIELD_NUMBER: _builtins.int
     SCOPE_FIELD_NUMBER: _builtins.int
     REQUESTED_TOKEN_TYPE_FIELD_NUMBER: _builtins.int
+    ALLOW_SCOPE_TRIMMING_FIELD_NUMBER: _builtins.int
     subject_token: _builtins.str
     """The token that represents the workload on whose behalf the request is made."""
     subject_token_type: _builtins.str
@@ -43,6 +73,11 @@ class ExchangeTokenRequest(_message.Message):
     """The type URI of actor_token; required when actor_token is set."""
     requested_token_type: _builtins.str
     """The type URI of the token wanted back; empty means a JWT."""
+    allow_scope_trimming: _builtins.bool
+    """When true, scopes the targets do not offer or the policy does not grant
+    are left out of the issued token instead of refusing the request; the
+    request is still refused when no asked-for scope is left.
+    """
     @_builtins.property
     def audience(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The logical names of the target services."""
@@ -66,10 +101,11 @@ class ExchangeTokenRequest(_message.Message):
         resource: _abc.Iterable[_builtins.str] | None = ...,
         scope: _abc.Iterable[_builtins.str] | None = ...,
         requested_token_type: _builtins.str = ...,
+        allow_scope_trimming: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_token", b"actor_token", "actor_token_type", b"actor_token_type", "audience", b"audience", "requested_token_type", b"requested_token_type", "resource", b"resource", "scope", b"scope", "subject_token", b"subject_token", "subject_token_type", b"subject_token_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_token", b"actor_token", "actor_token_type", b"actor_token_type", "allow_scope_trimming", b"allow_scope_trimming", "audience", b"audience", "requested_token_type", b"requested_token_type", "resource", b"resource", "scope", b"scope", "subject_token", b"subject_token", "subject_token_type", b"subject_token_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -92,7 +128,9 @@ class ExchangeTokenResponse(_message.Message):
     issued_token_type: _builtins.str
     """The type URI of access_token."""
     token_type: _builtins.str
-    """How access_token is presented; always Bearer."""
+    """How access_token is presented: Bearer, or N_A for a token that is not
+    usable as an access token (RFC 8693 section 2.2.1).
+    """
     expires_in: _builtins.int
     """Seconds until access_token expires."""
     token_id: _builtins.str
@@ -180,3 +218,197 @@ class ValidateTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidateTokenResponse: _TypeAlias = ValidateTokenResponse  # noqa: Y015
+
+@_typing.final
+class ValidateTokensRequest(_message.Message):
+    """ValidateTokensRequest names a batch of mesh tokens to check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValidateTokenRequest]:
+        """The tokens to check, each with the audience expected of it; at most 100."""
+
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[Global___ValidateTokenRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateTokensRequest: _TypeAlias = ValidateTokensRequest  # noqa: Y015
+
+@_typing.final
+class TokenValidation(_message.Message):
+    """TokenValidation is the outcome of checking one token of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALID_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    valid: _builtins.bool
+    """Whether the token passed every check."""
+    reason: _builtins.str
+    """The UPPER_SNAKE reason of the failed check when valid is false."""
+    @_builtins.property
+    def token(self) -> Global___ValidateTokenResponse:
+        """The token's facts when valid is true."""
+
+    def __init__(
+        self,
+        *,
+        valid: _builtins.bool = ...,
+        token: Global___ValidateTokenResponse | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "token", b"token", "valid", b"valid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenValidation: _TypeAlias = TokenValidation  # noqa: Y015
+
+@_typing.final
+class ValidateTokensResponse(_message.Message):
+    """ValidateTokensResponse holds one result per requested token, in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenValidation]:
+        """The results, in the order of the request's tokens."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___TokenValidation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateTokensResponse: _TypeAlias = ValidateTokensResponse  # noqa: Y015
+
+@_typing.final
+class ExchangeCheck(_message.Message):
+    """ExchangeCheck reports one check of an explained exchange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The check: request; for the subject token format, issuer, signature,
+    time, audience, token_kind, condition, mapping and revocation, and the
+    same prefixed with "actor." for the actor token; then delegation,
+    target, scope, policy, downscope and replay.
+    """
+    outcome: Global___CheckOutcome.ValueType
+    """The outcome of the check."""
+    reason: _builtins.str
+    """The UPPER_SNAKE reason when the check failed."""
+    detail: _builtins.str
+    """A short explanation safe to show the caller."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        outcome: Global___CheckOutcome.ValueType = ...,
+        reason: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "name", b"name", "outcome", b"outcome", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExchangeCheck: _TypeAlias = ExchangeCheck  # noqa: Y015
+
+@_typing.final
+class ExplainExchangeRequest(_message.Message):
+    """ExplainExchangeRequest carries the exchange to explain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCHANGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def exchange(self) -> Global___ExchangeTokenRequest:
+        """The exchange, exactly as it would be sent to ExchangeToken."""
+
+    def __init__(
+        self,
+        *,
+        exchange: Global___ExchangeTokenRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["exchange", b"exchange"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchange", b"exchange"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainExchangeRequest: _TypeAlias = ExplainExchangeRequest  # noqa: Y015
+
+@_typing.final
+class ExplainExchangeResponse(_message.Message):
+    """ExplainExchangeResponse reports whether the exchange would succeed and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WOULD_ISSUE_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    OAUTH_ERROR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    would_issue: _builtins.bool
+    """True when every check passed and a token would be issued."""
+    oauth_error: _builtins.str
+    """The RFC 6749 or RFC 8693 error code the exchange would answer, if refused."""
+    reason: _builtins.str
+    """The UPPER_SNAKE reason the exchange would answer, if refused."""
+    subject: _builtins.str
+    """The subject the token would name."""
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExchangeCheck]:
+        """Every check, in the order the exchange runs them."""
+
+    @_builtins.property
+    def audience(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The audiences the token would be issued for."""
+
+    @_builtins.property
+    def scope(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The scopes the token would carry."""
+
+    def __init__(
+        self,
+        *,
+        would_issue: _builtins.bool = ...,
+        checks: _abc.Iterable[Global___ExchangeCheck] | None = ...,
+        oauth_error: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        audience: _abc.Iterable[_builtins.str] | None = ...,
+        scope: _abc.Iterable[_builtins.str] | None = ...,
+        subject: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "checks", b"checks", "oauth_error", b"oauth_error", "reason", b"reason", "scope", b"scope", "subject", b"subject", "would_issue", b"would_issue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainExchangeResponse: _TypeAlias = ExplainExchangeResponse  # noqa: Y015

@@ -46,6 +46,16 @@ class SecurityTokenServiceStub:
                 request_serializer=wif_dot_v1_dot_sts__pb2.ValidateTokenRequest.SerializeToString,
                 response_deserializer=wif_dot_v1_dot_sts__pb2.ValidateTokenResponse.FromString,
                 _registered_method=True)
+        self.ValidateTokens = channel.unary_unary(
+                '/wif.v1.SecurityTokenService/ValidateTokens',
+                request_serializer=wif_dot_v1_dot_sts__pb2.ValidateTokensRequest.SerializeToString,
+                response_deserializer=wif_dot_v1_dot_sts__pb2.ValidateTokensResponse.FromString,
+                _registered_method=True)
+        self.ExplainExchange = channel.unary_unary(
+                '/wif.v1.SecurityTokenService/ExplainExchange',
+                request_serializer=wif_dot_v1_dot_sts__pb2.ExplainExchangeRequest.SerializeToString,
+                response_deserializer=wif_dot_v1_dot_sts__pb2.ExplainExchangeResponse.FromString,
+                _registered_method=True)
 
 
 class SecurityTokenServiceServicer:
@@ -68,6 +78,23 @@ class SecurityTokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateTokens(self, request, context):
+        """ValidateTokens checks up to 100 mesh tokens in one call; each token gets
+        its own result, so one bad token does not fail the batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainExchange(self, request, context):
+        """ExplainExchange runs every check of ExchangeToken without issuing a
+        token, consuming a one-time token or recording a replay, and reports
+        the outcome of each check.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecurityTokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +107,16 @@ def add_SecurityTokenServiceServicer_to_server(servicer, server):
                     servicer.ValidateToken,
                     request_deserializer=wif_dot_v1_dot_sts__pb2.ValidateTokenRequest.FromString,
                     response_serializer=wif_dot_v1_dot_sts__pb2.ValidateTokenResponse.SerializeToString,
+            ),
+            'ValidateTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateTokens,
+                    request_deserializer=wif_dot_v1_dot_sts__pb2.ValidateTokensRequest.FromString,
+                    response_serializer=wif_dot_v1_dot_sts__pb2.ValidateTokensResponse.SerializeToString,
+            ),
+            'ExplainExchange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainExchange,
+                    request_deserializer=wif_dot_v1_dot_sts__pb2.ExplainExchangeRequest.FromString,
+                    response_serializer=wif_dot_v1_dot_sts__pb2.ExplainExchangeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +175,60 @@ class SecurityTokenService:
             '/wif.v1.SecurityTokenService/ValidateToken',
             wif_dot_v1_dot_sts__pb2.ValidateTokenRequest.SerializeToString,
             wif_dot_v1_dot_sts__pb2.ValidateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wif.v1.SecurityTokenService/ValidateTokens',
+            wif_dot_v1_dot_sts__pb2.ValidateTokensRequest.SerializeToString,
+            wif_dot_v1_dot_sts__pb2.ValidateTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainExchange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wif.v1.SecurityTokenService/ExplainExchange',
+            wif_dot_v1_dot_sts__pb2.ExplainExchangeRequest.SerializeToString,
+            wif_dot_v1_dot_sts__pb2.ExplainExchangeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,15 @@ class SecurityTokenServiceStub:
     """
     ValidateToken: _grpc.UnaryUnaryMultiCallable[_sts_pb2.ValidateTokenRequest, _sts_pb2.ValidateTokenResponse]
     """ValidateToken checks a token the mesh issued and returns its claims."""
+    ValidateTokens: _grpc.UnaryUnaryMultiCallable[_sts_pb2.ValidateTokensRequest, _sts_pb2.ValidateTokensResponse]
+    """ValidateTokens checks up to 100 mesh tokens in one call; each token gets
+    its own result, so one bad token does not fail the batch.
+    """
+    ExplainExchange: _grpc.UnaryUnaryMultiCallable[_sts_pb2.ExplainExchangeRequest, _sts_pb2.ExplainExchangeResponse]
+    """ExplainExchange runs every check of ExchangeToken without issuing a
+    token, consuming a one-time token or recording a replay, and reports
+    the outcome of each check.
+    """
 
 @_typing.type_check_only
 class SecurityTokenServiceAsyncStub(SecurityTokenServiceStub):
@@ -55,6 +64,15 @@ class SecurityTokenServiceAsyncStub(SecurityTokenServiceStub):
     """
     ValidateToken: _aio.UnaryUnaryMultiCallable[_sts_pb2.ValidateTokenRequest, _sts_pb2.ValidateTokenResponse]  # type: ignore[assignment]
     """ValidateToken checks a token the mesh issued and returns its claims."""
+    ValidateTokens: _aio.UnaryUnaryMultiCallable[_sts_pb2.ValidateTokensRequest, _sts_pb2.ValidateTokensResponse]  # type: ignore[assignment]
+    """ValidateTokens checks up to 100 mesh tokens in one call; each token gets
+    its own result, so one bad token does not fail the batch.
+    """
+    ExplainExchange: _aio.UnaryUnaryMultiCallable[_sts_pb2.ExplainExchangeRequest, _sts_pb2.ExplainExchangeResponse]  # type: ignore[assignment]
+    """ExplainExchange runs every check of ExchangeToken without issuing a
+    token, consuming a one-time token or recording a replay, and reports
+    the outcome of each check.
+    """
 
 class SecurityTokenServiceServicer(metaclass=_abc_1.ABCMeta):
     """SecurityTokenService exchanges foreign workload tokens for mesh tokens
@@ -78,5 +96,26 @@ class SecurityTokenServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sts_pb2.ValidateTokenResponse, _abc.Awaitable[_sts_pb2.ValidateTokenResponse]]:
         """ValidateToken checks a token the mesh issued and returns its claims."""
+
+    @_abc_1.abstractmethod
+    def ValidateTokens(
+        self,
+        request: _sts_pb2.ValidateTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sts_pb2.ValidateTokensResponse, _abc.Awaitable[_sts_pb2.ValidateTokensResponse]]:
+        """ValidateTokens checks up to 100 mesh tokens in one call; each token gets
+        its own result, so one bad token does not fail the batch.
+        """
+
+    @_abc_1.abstractmethod
+    def ExplainExchange(
+        self,
+        request: _sts_pb2.ExplainExchangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sts_pb2.ExplainExchangeResponse, _abc.Awaitable[_sts_pb2.ExplainExchangeResponse]]:
+        """ExplainExchange runs every check of ExchangeToken without issuing a
+        token, consuming a one-time token or recording a replay, and reports
+        the outcome of each check.
+        """
 
 def add_SecurityTokenServiceServicer_to_server(servicer: SecurityTokenServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
