@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opentelemetry import trace
+from aiohttp import web
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.grpc import (
     aio_client_interceptors,
     aio_server_interceptor,
@@ -69,3 +71,20 @@ def client_interceptors() -> list[Any]:
 def tracer(name: str) -> trace.Tracer:
     """The tracer for a module."""
     return trace.get_tracer(name)
+
+
+@web.middleware
+async def http_tracing(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """Continues the caller's W3C trace (``traceparent``) through an HTTP request."""
+    parent = propagate.extract(dict(request.headers))
+    name = f"{request.method} {request.path}"
+    span_kind = trace.SpanKind.SERVER
+    with tracer("wif.http").start_as_current_span(
+        name, context=parent, kind=span_kind
+    ) as span:
+        response = await handler(request)
+        span.set_attribute("http.status_code", response.status)
+        return response

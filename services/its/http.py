@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from wif.keyring import SIGNING_ALGORITHMS
+from wif.telemetry import http_tracing
 
 JWKS_PATH = "/.well-known/jwks.json"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -72,7 +73,7 @@ def build_app(
             return web.json_response({"error": "temporarily_unavailable"}, status=503)
         return _cached_json(request, discovery_document(current), max_age)
 
-    app = web.Application(client_max_size=16 * 1024)
+    app = web.Application(client_max_size=16 * 1024, middlewares=[http_tracing])
     app.router.add_get(JWKS_PATH, get_jwks)
     app.router.add_get(DISCOVERY_PATH, get_discovery)
     return app

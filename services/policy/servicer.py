@@ -14,6 +14,7 @@ from services.policy.usage import AccessReport, Permission, build_access_report
 from wif.audit import AuditLog
 from wif.errors import InvalidRequest
 from wif.grpc_errors import handle_errors
+from wif.metrics import DECISIONS
 from wif.telemetry import tracer
 from wif.v1 import policy_pb2, policy_pb2_grpc
 
@@ -67,10 +68,12 @@ def decide_response(result: DecisionResult) -> policy_pb2.DecideResponse:
 async def audit_decision(
     audit: AuditLog, question: DecisionInput, result: DecisionResult
 ) -> None:
-    """One audit record per decision, with the policies that made it."""
+    """One audit record and one metric count per decision."""
+    outcome = "allow" if result.allowed else "deny"
+    DECISIONS.add(1, {"action": question.action, "decision": outcome})
     await audit.record(
         "policy.decision",
-        "allow" if result.allowed else "deny",
+        outcome,
         subject=question.subject,
         action=question.action,
         audience=question.audience,

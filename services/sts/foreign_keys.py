@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from wif.errors import TemporarilyUnavailable
+from wif.metrics import CACHE_LOOKUPS, JWKS_FETCHES
 from wif.telemetry import tracer
 from wif.tokens import KeySet, VerificationKey
 from wif.trust.model import Provider
@@ -85,7 +86,9 @@ class ForeignKeys:
     async def _current(self, provider: Provider) -> _Entry:
         entry = self._entries.get(provider.id)
         if entry is not None and self._clock() < entry.expires_at:
+            CACHE_LOOKUPS.add(1, {"cache": "foreign_jwks", "result": "hit"})
             return entry
+        CACHE_LOOKUPS.add(1, {"cache": "foreign_jwks", "result": "miss"})
         return await self._refresh(provider)
 
     async def _refresh(self, provider: Provider) -> _Entry:
@@ -101,7 +104,9 @@ class ForeignKeys:
         old = self._entries.get(provider.id)
         try:
             keys, ttl = await self._fetch_keys(provider)
+            JWKS_FETCHES.add(1, {"outcome": "ok"})
         except FetchError as exc:
+            JWKS_FETCHES.add(1, {"outcome": "failed"})
             if old is not None and now - old.fetched_at < MAX_STALE_SECONDS:
                 log.warning("serving cached keys of %s: %s", provider.issuer, exc)
                 old.last_attempt = now

@@ -41,6 +41,7 @@ from services.sts.exchange import (
 from services.sts.revocation import TokenAdministration
 from services.sts.settings import Networks
 from wif.errors import InternalError, InvalidRequest, WifError
+from wif.telemetry import http_tracing
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,9 @@ def build_app(
             return error_response(error)
         return web.json_response({}, headers=_NO_STORE)
 
-    app = web.Application(client_max_size=MAX_FORM_BYTES, middlewares=[json_errors])
+    app = web.Application(
+        client_max_size=MAX_FORM_BYTES, middlewares=[http_tracing, json_errors]
+    )
     app.router.add_post(TOKEN_PATH, token)
     if admin is not None:
         app.router.add_post(INTROSPECT_PATH, introspect)

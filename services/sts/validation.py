@@ -27,6 +27,7 @@ from services.sts.checks import safe_metadata
 from wif.errors import InvalidGrant, InvalidToken
 from wif.keyring import KeyringFollower
 from wif.mesh_tokens import MESH_CLOCK_SKEW_SECONDS, MeshToken, verify_mesh_token
+from wif.metrics import CACHE_LOOKUPS
 from wif.revocations import RevocationList
 from wif.tokens import KeySet, VerificationKey, check_audience, parse_compact
 from wif.trust.follower import TrustFollower
@@ -77,12 +78,13 @@ class ValidationCache:
     def get(self, digest: bytes, now: float) -> _Cached | None:
         """The remembered token, if it has not expired."""
         entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry.token.expires_at <= now:
+        if entry is not None and entry.token.expires_at <= now:
             del self._entries[digest]
-            return None
-        self._entries.move_to_end(digest)
+            entry = None
+        result = "miss" if entry is None else "hit"
+        CACHE_LOOKUPS.add(1, {"cache": "validation", "result": result})
+        if entry is not None:
+            self._entries.move_to_end(digest)
         return entry
 
     def put(self, digest: bytes, entry: _Cached) -> None:

@@ -152,3 +152,28 @@ def test_each_service_exposes_prometheus_metrics(mesh: dict[str, Any]) -> None:
     assert 'rpc="IssueToken"' in texts["its"]
     assert 'rpc="Decide"' in texts["policy"]
     assert "wif_rpc_duration" in texts["sts"]
+
+
+async def test_http_exchange_continues_the_callers_trace(
+    mesh: dict[str, Any], otlp_receiver: OtlpReceiver
+) -> None:
+    import urllib.parse
+    import urllib.request
+
+    trace_id = secrets.token_hex(16)
+    form = urllib.parse.urlencode(
+        {
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": job_token(mesh, "github-payments-deploy"),
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "audience": "payments-api",
+        }
+    ).encode()
+    request = urllib.request.Request(mesh["sts"]["http"] + "/token", data=form)  # noqa: S310
+    request.add_header("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01")
+    await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)
+
+    names = {"POST /token", "/wif.v1.PolicyService/Decide", "its.sign"}
+    spans = await asyncio.to_thread(otlp_receiver.wait_for, trace_id, names)
+
+    assert {s.name for s in spans} >= names
