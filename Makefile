@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-unit lint gen bench up down clean
+.PHONY: setup demo test test-unit lint gen release-contract bench up down clean
 
 setup: $(VENV)/.installed node_modules/.installed .etcd-ready .softhsm-ready
 
@@ -56,8 +56,13 @@ lint: setup
 	$(BIN)/mypy
 	node_modules/.bin/buf lint
 
-gen: $(VENV)/.installed
+gen: $(VENV)/.installed node_modules/.installed
 	scripts/gen-protos.sh libs
+	node_modules/.bin/buf generate
+
+# Run at a release: the contract later changes are checked against (buf breaking).
+release-contract: node_modules/.installed
+	node_modules/.bin/buf build -o protos/released.binpb
 
 bench: setup
 	$(PY) -m tests.bench

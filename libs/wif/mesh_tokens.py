@@ -39,6 +39,8 @@ class MeshToken:
     issued_at: int
     expires_at: int
     claims: dict[str, Any]
+    #: The ``kid`` of the key that verified the token.
+    key_id: str = ""
 
 
 def check_mesh_claims(
@@ -86,4 +88,5 @@ def verify_mesh_token(
         issued_at=int(claims["iat"]),
         expires_at=int(claims["exp"]),
         claims=claims,
+        key_id=str(parsed.header.get("kid", "")),
     )

@@ -47,7 +47,26 @@ log = logging.getLogger(__name__)
 S = TypeVar("S", bound="ServiceSettings")
 
 #: Largest request a service accepts; tokens are capped at 8 KB, so this is generous.
+#: A larger message is refused by the gRPC transport itself with
+#: RESOURCE_EXHAUSTED (no ErrorInfo: the service never sees the message).
 MAX_MESSAGE_BYTES = 256 * 1024
+
+#: Longest HTTP request line (method, path, query) the HTTP endpoints read.
+MAX_HTTP_LINE_BYTES = 4096
+#: Longest HTTP header (name and value) and most headers in one request; a
+#: longer or larger header section is answered 400 before any handler runs.
+MAX_HTTP_FIELD_BYTES = 8192
+MAX_HTTP_HEADERS = 64
+#: Seconds an idle keep-alive HTTP connection stays open.
+HTTP_KEEPALIVE_SECONDS = 15.0
+
+#: Reconnect quickly to a peer that comes back: gRPC's default backoff grows
+#: to two minutes, which would keep a recovered peer unused for that long.
+_PEER_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+]
 
 #: Seconds that calls in flight get to finish after SIGTERM.
 DRAIN_GRACE_SECONDS = 5.0
@@ -122,6 +141,7 @@ def client_channel(target: str) -> grpc.aio.Channel:
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *_PEER_CHANNEL_OPTIONS,
         ],
     )
 
@@ -161,7 +181,14 @@ class ServiceParts:
 
 async def _start_http(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        max_line_size=MAX_HTTP_LINE_BYTES,
+        max_field_size=MAX_HTTP_FIELD_BYTES,
+        max_headers=MAX_HTTP_HEADERS,
+        keepalive_timeout=HTTP_KEEPALIVE_SECONDS,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]"), int(port))
     await site.start()

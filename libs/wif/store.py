@@ -72,6 +72,42 @@ _REQUIRE_LEADER = (("hasleader", "true"),)
 
 _REPLACE_ATTEMPTS = 5
 
+#: etcd's default cap on the operations of one transaction (``--max-txn-ops``).
+DEFAULT_MAX_TXN_OPS = 128
+#: etcd's default cap on the size of one request (``--max-request-bytes``).
+DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
+# Bytes of framing around each put in a transaction, rounded up: the
+# RequestOp and PutRequest headers and the key and value length prefixes.
+_PUT_OVERHEAD_BYTES = 16
+
+
+def transaction_problem(
+    items: Mapping[str, bytes],
+    *,
+    max_ops: int = DEFAULT_MAX_TXN_OPS,
+    max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+) -> str | None:
+    """Why writing ``items`` in one transaction would be refused, or None.
+
+    Counts the puts only: :meth:`EtcdStore.replace_prefix` also deletes the
+    keys that are no longer wanted, in the same transaction.
+    """
+    size = sum(
+        len(_encode(key)) + len(value) + _PUT_OVERHEAD_BYTES
+        for key, value in items.items()
+    )
+    if len(items) > max_ops:
+        return (
+            f"{len(items)} documents exceed the store's limit of {max_ops} "
+            "operations in one transaction (etcd --max-txn-ops)"
+        )
+    if size > max_bytes:
+        return (
+            f"{size} bytes exceed the store's limit of {max_bytes} bytes in one "
+            "transaction (etcd --max-request-bytes)"
+        )
+    return None
+
 
 class StoreUnavailable(TemporarilyUnavailable):
     """etcd could not be reached or did not answer in time."""

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import struct_pb2
@@ -45,6 +45,7 @@ from services.sts.subject import (
     Principal,
 )
 from wif.audit import AuditLog
+from wif.breaker import CircuitBreaker
 from wif.errors import AccessDenied, InternalError, WifError
 from wif.grpc_errors import error_from_rpc
 from wif.telemetry import tracer
@@ -74,6 +75,49 @@ log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
 CALL_TIMEOUT_SECONDS = 3.0
+
+T = TypeVar("T")
+_OUTAGE_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a failed call means the peer could not answer at all."""
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _OUTAGE_CODES
+
+
+@dataclass
+class Peer:
+    """A peer service as the STS calls it: a deadline and a circuit breaker.
+
+    Every call has the deadline; the breaker refuses calls at once while the
+    peer is known to be down (see :mod:`wif.breaker`). The half-open probe
+    waits for the connection (within the deadline), so that a peer that has
+    just come back is used as soon as the channel reconnects.
+    """
+
+    name: str
+    timeout: float = CALL_TIMEOUT_SECONDS
+    breaker: CircuitBreaker | None = None
+
+    def __post_init__(self) -> None:
+        if self.breaker is None:
+            self.breaker = CircuitBreaker(self.name, is_outage)
+
+    async def call(self, make_call: Callable[[float, bool], Awaitable[T]]) -> T:
+        """Runs ``make_call(timeout, wait_for_ready)``; raises ``WifError``.
+
+        UNAVAILABLE, a deadline and an open circuit all become
+        ``TemporarilyUnavailable``, so the exchange fails closed.
+        """
+        assert self.breaker is not None
+        wait = self.breaker.is_probe_due()
+        try:
+            result, _ = await self.breaker.call(lambda: make_call(self.timeout, wait))
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, self.name) from exc
+        return result
 
 
 @dataclass
@@ -123,6 +167,9 @@ class TokenExchanger:
         its: its_pb2_grpc.IdentityTokenServiceStub,
         audit: AuditLog,
         replay: ReplayGuard,
+        *,
+        policy_peer: Peer | None = None,
+        its_peer: Peer | None = None,
     ) -> None:
         self._trust = trust
         self._authenticator = authenticator
@@ -130,6 +177,8 @@ class TokenExchanger:
         self._its = its
         self._audit = audit
         self._replay = replay
+        self.policy_peer = policy_peer or Peer("policy service")
+        self.its_peer = its_peer or Peer("identity token service")
 
     async def exchange(self, request: ExchangeRequest) -> ExchangeResult:
         """Exchanges the subject token; raises a ``WifError`` on any refusal.
@@ -286,23 +335,17 @@ class TokenExchanger:
             attributes=_struct(dict(subject.attributes)),
         )
         with _tracer.start_as_current_span("sts.decision") as span:
-            calls = [
-                self._policy.Decide(
-                    policy_pb2.DecideRequest(
-                        principal=principal,
-                        action="exchange",
-                        audience=target.id,
-                        scopes=list(scopes),
-                        context=_struct(context),
-                    ),
-                    timeout=CALL_TIMEOUT_SECONDS,
+            questions = [
+                policy_pb2.DecideRequest(
+                    principal=principal,
+                    action="exchange",
+                    audience=target.id,
+                    scopes=list(scopes),
+                    context=_struct(context),
                 )
                 for target in targets
             ]
-            try:
-                answers = await asyncio.gather(*calls)
-            except grpc.aio.AioRpcError as exc:
-                raise error_from_rpc(exc, "policy service") from exc
+            answers = await asyncio.gather(*(self._ask(q) for q in questions))
             grant = _Grant(lifetime=min(a.max_lifetime_seconds for a in answers))
             for target, answer in zip(targets, answers, strict=True):
                 grant.policy_ids.extend(answer.policy_ids)
@@ -318,6 +361,13 @@ class TokenExchanger:
                 grant.scopes.update(answer.granted_scopes)
             span.set_attribute("wif.decision", "allow")
         return grant
+
+    async def _ask(self, question: policy_pb2.DecideRequest) -> Any:
+        return await self.policy_peer.call(
+            lambda timeout, wait: self._policy.Decide(
+                question, timeout=timeout, wait_for_ready=wait
+            )
+        )
 
     async def _issue(self, plan: _Plan, request: ExchangeRequest) -> ExchangeResult:
         subject = plan.subject
@@ -336,10 +386,11 @@ class TokenExchanger:
             claims=_struct(dict(subject.attributes)),
             act=_struct(act) if act else None,
         )
-        try:
-            issued = await self._its.IssueToken(issue, timeout=CALL_TIMEOUT_SECONDS)
-        except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, "identity token service") from exc
+        issued = await self.its_peer.call(
+            lambda timeout, wait: self._its.IssueToken(
+                issue, timeout=timeout, wait_for_ready=wait
+            )
+        )
         issued_type = issued_token_type(request.requested_token_type)
         return ExchangeResult(
             access_token=issued.token,

@@ -53,10 +53,10 @@ class _Entry:
     last_attempt: float
 
 
-def _ttl(cache_control: str | None) -> float:
+def _ttl(cache_control: str | None, min_ttl: float = MIN_TTL_SECONDS) -> float:
     match = _MAX_AGE.search(cache_control or "")
     ttl = int(match.group(1)) if match else DEFAULT_TTL_SECONDS
-    return float(min(max(ttl, MIN_TTL_SECONDS), MAX_TTL_SECONDS))
+    return float(min(max(ttl, min_ttl), MAX_TTL_SECONDS))
 
 
 class ForeignKeys:
@@ -66,9 +66,18 @@ class ForeignKeys:
         self,
         session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        fetch_timeout: float | None = None,
+        min_ttl: float | None = None,
+        max_stale: float | None = None,
     ) -> None:
+        """``fetch_timeout``, ``min_ttl`` and ``max_stale`` (seconds) default
+        to FETCH_TIMEOUT_SECONDS, MIN_TTL_SECONDS and MAX_STALE_SECONDS."""
         self._session = session
         self._clock = clock
+        self._fetch_timeout = fetch_timeout
+        self._min_ttl = min_ttl
+        self._max_stale = max_stale
         self._entries: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Task[_Entry]] = {}
 
@@ -107,10 +116,14 @@ class ForeignKeys:
             JWKS_FETCHES.add(1, {"outcome": "ok"})
         except FetchError as exc:
             JWKS_FETCHES.add(1, {"outcome": "failed"})
-            if old is not None and now - old.fetched_at < MAX_STALE_SECONDS:
+            max_stale = self._max_stale or MAX_STALE_SECONDS
+            if old is not None and now - old.fetched_at < max_stale:
                 log.warning("serving cached keys of %s: %s", provider.issuer, exc)
                 old.last_attempt = now
-                old.expires_at = now + REFRESH_COOLDOWN_SECONDS
+                # Try again after the cool-down, and never serve past the limit.
+                old.expires_at = min(
+                    now + REFRESH_COOLDOWN_SECONDS, old.fetched_at + max_stale
+                )
                 return old
             raise TemporarilyUnavailable(
                 "the issuer's keys cannot be fetched", reason="JWKS_UNAVAILABLE"
@@ -132,7 +145,8 @@ class ForeignKeys:
             if uri is None:
                 uri = await self._jwks_uri(provider)
             document, cache_control = await self._get_json(uri)
-        return self._keyset(provider, document), _ttl(cache_control)
+        ttl = _ttl(cache_control, self._min_ttl or MIN_TTL_SECONDS)
+        return self._keyset(provider, document), ttl
 
     @staticmethod
     def _keyset(provider: Provider, document: dict[str, Any]) -> KeySet:
@@ -157,7 +171,9 @@ class ForeignKeys:
         return uri
 
     async def _get_json(self, url: str) -> tuple[dict[str, Any], str | None]:
-        timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS)
+        timeout = aiohttp.ClientTimeout(
+            total=self._fetch_timeout or FETCH_TIMEOUT_SECONDS
+        )
         try:
             async with self._session.get(
                 url, timeout=timeout, allow_redirects=False

@@ -12,6 +12,12 @@ answers JSON with ``Cache-Control: no-store``; errors are RFC 6749 section
 - ``POST /revoke``: revocation of mesh tokens (RFC 7009), parameter
   ``token``; ``token_type_hint`` is accepted and ignored.
 
+Every endpoint is rate limited per caller (remote address) when the STS's
+rate limit is on: a refused request gets 429 with the RFC 6749 error
+``temporarily_unavailable`` (the server is overloaded by this caller; retry
+later, which ``slow_down`` of RFC 8628 would only say to device-flow clients)
+and a ``Retry-After`` header in seconds.
+
 Callers of ``/introspect`` and ``/revoke`` are recognised by their source
 address only: the setting ``admin_networks`` lists the networks allowed,
 loopback by default, and any other caller gets 403 ``access_denied``. There
@@ -31,7 +37,9 @@ from urllib.parse import parse_qsl
 
 import grpc
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from services.sts.admission import Admission
 from services.sts.exchange import (
     GRANT_TYPE,
     ExchangeRequest,
@@ -41,6 +49,7 @@ from services.sts.exchange import (
 from services.sts.revocation import TokenAdministration
 from services.sts.settings import Networks
 from wif.errors import InternalError, InvalidRequest, WifError
+from wif.ratelimit import RateLimited
 from wif.telemetry import http_tracing
 
 log = logging.getLogger(__name__)
@@ -73,9 +82,12 @@ class CallerNotAllowed(WifError):
 
 
 def error_response(error: WifError) -> web.Response:
-    """An RFC 6749 section 5.2 error body."""
+    """An RFC 6749 section 5.2 error body (with ``Retry-After`` when limited)."""
     body = {"error": error.oauth_error, "error_description": error.message}
-    return web.json_response(body, status=error.http_status, headers=_NO_STORE)
+    headers = dict(_NO_STORE)
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    return web.json_response(body, status=error.http_status, headers=headers)
 
 
 def parse_form(body: bytes) -> dict[str, list[str]]:
@@ -191,13 +203,29 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(InternalError("internal error", reason="INTERNAL"))
 
 
+def rate_limit(admission: Admission) -> Middleware:
+    """A middleware refusing callers over their rate with 429."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            await admission.admit(request.remote or "", "http", request.path)
+        except RateLimited as refused:
+            return error_response(refused)
+        return await handler(request)
+
+    return middleware
+
+
 def build_app(
     exchanger: TokenExchanger,
     admin: TokenAdministration | None = None,
     admin_networks: Networks = (),
+    admission: Admission | None = None,
 ) -> web.Application:
     """The aiohttp application serving the token, introspection and
-    revocation endpoints (the latter two only given ``admin``)."""
+    revocation endpoints (the latter two only given ``admin``), rate limited
+    per caller given ``admission``."""
 
     async def token(request: web.Request) -> web.Response:
         try:
@@ -227,9 +255,10 @@ def build_app(
             return error_response(error)
         return web.json_response({}, headers=_NO_STORE)
 
-    app = web.Application(
-        client_max_size=MAX_FORM_BYTES, middlewares=[http_tracing, json_errors]
-    )
+    middlewares: list[Middleware] = [http_tracing, json_errors]
+    if admission is not None:
+        middlewares.append(rate_limit(admission))
+    app = web.Application(client_max_size=MAX_FORM_BYTES, middlewares=middlewares)
     app.router.add_post(TOKEN_PATH, token)
     if admin is not None:
         app.router.add_post(INTROSPECT_PATH, introspect)

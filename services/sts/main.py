@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import aiohttp
 import grpc
 
-from services.sts.exchange import TokenExchanger
+from services.sts.admission import Admission
+from services.sts.exchange import Peer, TokenExchanger, is_outage
 from services.sts.foreign_keys import ForeignKeys
 from services.sts.http import build_app
 from services.sts.replay import ReplayGuard
@@ -17,7 +18,9 @@ from services.sts.settings import StsSettings, networks
 from services.sts.subject import Authenticator
 from services.sts.validation import MeshTokenFacts, MeshTokenValidator
 from wif.audit import AuditLog
+from wif.breaker import CircuitBreaker
 from wif.keyring import KeyringFollower
+from wif.ratelimit import RateLimiter
 from wif.revocations import RevocationList
 from wif.server import ServiceParts, client_channel, run_main
 from wif.store import EtcdStore
@@ -38,15 +41,25 @@ async def build(settings: StsSettings) -> ServiceParts:
     revoked = RevocationList(store)
     validator = MeshTokenValidator(trust, keyring, revoked)
     audit = AuditLog("sts", settings.audit_log)
+    foreign_keys = ForeignKeys(
+        session,
+        fetch_timeout=settings.jwks_fetch_timeout_seconds,
+        min_ttl=settings.jwks_min_ttl_seconds,
+        max_stale=settings.jwks_max_stale_seconds,
+    )
     exchanger = TokenExchanger(
         trust,
-        Authenticator(ForeignKeys(session), MeshTokenFacts(validator)),
+        Authenticator(foreign_keys, MeshTokenFacts(validator)),
         policy_pb2_grpc.PolicyServiceStub(policy_channel),
         its_pb2_grpc.IdentityTokenServiceStub(its_channel),
         audit,
         ReplayGuard(store),
+        policy_peer=_peer("policy service", settings),
+        its_peer=_peer("identity token service", settings),
     )
-    servicer = SecurityTokenServicer(exchanger, validator)
+    limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    admission = Admission(limiter, audit)
+    servicer = SecurityTokenServicer(exchanger, validator, admission)
     admin = TokenAdministration(validator, store, revoked, audit)
 
     def register(server: grpc.aio.Server) -> None:
@@ -63,11 +76,24 @@ async def build(settings: StsSettings) -> ServiceParts:
         register=register,
         service_names=(SERVICE_NAME,),
         background=[trust.run(), keyring.follow(), revoked.follow()],
-        http_app=build_app(exchanger, admin, networks(settings.admin_networks)),
+        http_app=build_app(
+            exchanger, admin, networks(settings.admin_networks), admission
+        ),
         http_listen=settings.http_listen,
         ready=store.connect,
         close=close,
     )
+
+
+def _peer(name: str, settings: StsSettings) -> Peer:
+    breaker = CircuitBreaker(
+        name,
+        is_outage,
+        failure_threshold=settings.breaker_failures,
+        cooldown_seconds=settings.breaker_cooldown_seconds,
+        max_in_flight=settings.peer_max_in_flight,
+    )
+    return Peer(name, settings.peer_timeout_seconds, breaker)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf import struct_pb2
 
+from services.sts.admission import Admission
 from services.sts.checks import Outcome
 from services.sts.exchange import ExchangeRequest, Explanation, TokenExchanger
 from services.sts.validation import MAX_BATCH, MeshTokenValidator, ValidToken
@@ -81,15 +82,24 @@ class SecurityTokenServicer(sts_pb2_grpc.SecurityTokenServiceServicer):
     """Token exchange and validation over gRPC."""
 
     def __init__(
-        self, exchanger: TokenExchanger, validator: MeshTokenValidator
+        self,
+        exchanger: TokenExchanger,
+        validator: MeshTokenValidator,
+        admission: Admission | None = None,
     ) -> None:
         self._exchanger = exchanger
         self._validator = validator
+        self._admission = admission
+
+    async def _admit(self, context: grpc.aio.ServicerContext, rpc: str) -> None:
+        if self._admission is not None:
+            await self._admission.admit(peer_address(context), "grpc", rpc)
 
     @handle_errors
     async def ExchangeToken(
         self, request: sts_pb2.ExchangeTokenRequest, context: grpc.aio.ServicerContext
     ) -> sts_pb2.ExchangeTokenResponse:
+        await self._admit(context, "ExchangeToken")
         result = await self._exchanger.exchange(
             exchange_request(request, peer_address(context))
         )
@@ -108,6 +118,7 @@ class SecurityTokenServicer(sts_pb2_grpc.SecurityTokenServiceServicer):
         request: sts_pb2.ExplainExchangeRequest,
         context: grpc.aio.ServicerContext,
     ) -> sts_pb2.ExplainExchangeResponse:
+        await self._admit(context, "ExplainExchange")
         explanation = await self._exchanger.explain(
             exchange_request(request.exchange, peer_address(context))
         )
@@ -117,12 +128,14 @@ class SecurityTokenServicer(sts_pb2_grpc.SecurityTokenServiceServicer):
     async def ValidateToken(
         self, request: sts_pb2.ValidateTokenRequest, context: grpc.aio.ServicerContext
     ) -> sts_pb2.ValidateTokenResponse:
+        await self._admit(context, "ValidateToken")
         return _token_reply(self._validator.validate(request.token, request.audience))
 
     @handle_errors
     async def ValidateTokens(
         self, request: sts_pb2.ValidateTokensRequest, context: grpc.aio.ServicerContext
     ) -> sts_pb2.ValidateTokensResponse:
+        await self._admit(context, "ValidateTokens")
         if len(request.tokens) > MAX_BATCH:
             raise InvalidRequest(
                 f"at most {MAX_BATCH} tokens in one call", reason="TOO_MANY_TOKENS"

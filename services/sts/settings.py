@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TypeVar
 
 from wif.settings import CommonSettings, host_port, setting
 
@@ -60,3 +61,77 @@ class StsSettings(CommonSettings):
         env="WIF_STS_ADMIN_NETWORKS",
         parse=network_list,
     )
+    peer_timeout_seconds: float = setting(
+        3.0,
+        "deadline in seconds of each call to the Policy service and the ITS",
+        env="WIF_STS_PEER_TIMEOUT_SECONDS",
+        parse=lambda value: positive(float(value)),
+    )
+    breaker_failures: int = setting(
+        5,
+        "consecutive UNAVAILABLE or DEADLINE_EXCEEDED answers from a peer after "
+        "which the STS stops calling it (the circuit opens)",
+        env="WIF_STS_BREAKER_FAILURES",
+        parse=lambda value: positive(int(value)),
+    )
+    breaker_cooldown_seconds: float = setting(
+        0.5,
+        "seconds an open circuit waits before one probe call to the peer",
+        env="WIF_STS_BREAKER_COOLDOWN_SECONDS",
+        parse=lambda value: positive(float(value)),
+    )
+    peer_max_in_flight: int = setting(
+        256,
+        "most calls to one peer waiting at once; more are refused at once",
+        env="WIF_STS_PEER_MAX_IN_FLIGHT",
+        parse=lambda value: positive(int(value)),
+    )
+    rate_limit_per_second: float = setting(
+        0.0,
+        "requests a second each caller (source address) may make, on gRPC and "
+        "HTTP together; 0 turns rate limiting off",
+        env="WIF_STS_RATE_LIMIT_PER_SECOND",
+        parse=lambda value: not_negative(float(value)),
+    )
+    rate_limit_burst: int = setting(
+        100,
+        "requests a caller may make at once before its rate applies",
+        env="WIF_STS_RATE_LIMIT_BURST",
+        parse=lambda value: positive(int(value)),
+    )
+    jwks_fetch_timeout_seconds: float = setting(
+        5.0,
+        "seconds one fetch of a foreign discovery document or JWKS may take",
+        env="WIF_STS_JWKS_FETCH_TIMEOUT_SECONDS",
+        parse=lambda value: positive(float(value)),
+    )
+    jwks_min_ttl_seconds: float = setting(
+        60.0,
+        "shortest time a foreign JWKS is cached, whatever its Cache-Control says",
+        env="WIF_STS_JWKS_MIN_TTL_SECONDS",
+        parse=lambda value: positive(float(value)),
+    )
+    jwks_max_stale_seconds: float = setting(
+        3600.0,
+        "how long cached foreign keys keep serving while their issuer cannot "
+        "be reached; after that exchanges fail with JWKS_UNAVAILABLE",
+        env="WIF_STS_JWKS_MAX_STALE_SECONDS",
+        parse=lambda value: positive(float(value)),
+    )
+
+
+N = TypeVar("N", int, float)
+
+
+def positive(value: N) -> N:
+    """Checks that a number is above zero; raises ``ValueError``."""
+    if not value > 0:
+        raise ValueError("must be above zero")
+    return value
+
+
+def not_negative(value: N) -> N:
+    """Checks that a number is zero or more; raises ``ValueError``."""
+    if not value >= 0:
+        raise ValueError("must not be negative")
+    return value

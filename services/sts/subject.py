@@ -47,7 +47,7 @@ from wif.tokens import (
     verify_signature,
 )
 from wif.trust.config import TrustConfig
-from wif.trust.expressions import EvaluationError, condition_holds
+from wif.trust.expressions import EvaluationError, check_cel_input, condition_holds
 from wif.trust.model import RESERVED_CLAIMS, Provider
 
 _tracer = tracer(__name__)
@@ -259,6 +259,7 @@ class Authenticator:
             check_token_kind(parsed, token_type, mesh_issued=False)
 
         with log.step("condition"), _tracer.start_as_current_span("sts.condition"):
+            check_cel_input(claims)
             if provider.condition is not None:
                 condition_holds(provider.condition, claims)
 

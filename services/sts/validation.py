@@ -29,7 +29,7 @@ from wif.keyring import KeyringFollower
 from wif.mesh_tokens import MESH_CLOCK_SKEW_SECONDS, MeshToken, verify_mesh_token
 from wif.metrics import CACHE_LOOKUPS
 from wif.revocations import RevocationList
-from wif.tokens import KeySet, VerificationKey, check_audience, parse_compact
+from wif.tokens import KeySet, VerificationKey, check_audience
 from wif.trust.follower import TrustFollower
 
 __all__ = [
@@ -175,9 +175,7 @@ class MeshTokenValidator:
         except InvalidToken as error:
             error.metadata = safe_metadata(error.metadata)
             raise
-        # verify_mesh_token parsed the token strictly, so this cannot fail.
-        kid = str(parse_compact(token).header.get("kid", ""))
-        return _valid(mesh), kid
+        return _valid(mesh), mesh.key_id
 
 
 class MeshTokenFacts:

@@ -1,95 +1,85 @@
-"""Token work against its ceiling: raw ES256 through ``cryptography``.
+"""``make bench``: every benchmark, one table each, then the targets.
 
-Prints, for signing and for validation, the cost per operation and its
-multiple of the raw OpenSSL operation measured in the same run.
+In-process figures come first (token work, policy and STS scale), then the
+real mesh is started once for the RPC and propagation measurements.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from wif.tokens import (
-    KeySet,
-    SigningKey,
-    check_claims,
-    parse_compact,
-    select_key,
-    verify_signature,
-)
-
-ROUNDS = 3000
+from tests.bench import policy, propagation, rpc, scale, tokens
+from tests.bench.harness import bench_mesh
+from tests.bench.summary import Target, print_targets
 
 
-def per_op(func: Callable[[], object], rounds: int = ROUNDS) -> float:
-    """Seconds per call, best of three runs."""
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(rounds):
-            func()
-        best = min(best, (time.perf_counter() - start) / rounds)
-    return best
+def targets(
+    token_ratios: dict[str, float],
+    sts_scale: dict[int, dict[str, float]],
+    calls: dict[str, dict[str, Any]],
+    spread: dict[str, float],
+) -> list[Target]:
+    """The issue's targets against this run's figures."""
+    echo = calls["echo (ceiling)"]["rate"]
+    small, large = sorted(sts_scale)
+    auth = "authenticate subject us"
+    growth = sts_scale[large][auth] / sts_scale[small][auth]
+    paced = calls["ExchangeToken @80%"]["p99_ms"]
+    rows = [
+        Target(
+            f"{name} / echo",
+            ">= 0.85",
+            f"{calls[name]['rate'] / echo:.2f}",
+            calls[name]["rate"] / echo >= 0.85,
+        )
+        for name in ("ValidateToken hit", "ValidateToken miss")
+    ]
+    exchange = calls["ExchangeToken"]["rate"] / echo
+    rows += [
+        Target("ExchangeToken / echo", ">= 0.33", f"{exchange:.2f}", exchange >= 1 / 3),
+        Target(
+            "ExchangeToken p99 at 80% load", "< 25 ms", f"{paced:.1f} ms", paced < 25
+        ),
+    ]
+    for name in ("validate", "STS validator, cache off"):
+        ratio = token_ratios[name]
+        rows.append(
+            Target(
+                f"in-process {name} / raw verify",
+                "<= 1.3",
+                f"{ratio:.2f}",
+                ratio <= 1.3,
+            )
+        )
+    rows.append(
+        Target(
+            f"authenticate cost {large:,} / {small:,}",
+            "~1.0 (flat)",
+            f"{growth:.2f}",
+            growth < 1.2,
+        )
+    )
+    for kind, ms in spread.items():
+        rows.append(
+            Target(
+                f"{kind} propagation (median, slower)",
+                "< 100 ms",
+                f"{ms:.1f} ms",
+                ms < 100,
+            )
+        )
+    return rows
 
 
 def main() -> None:
-    key = SigningKey.generate("ES256")
-    keyset, _ = KeySet.from_jwks({"keys": [key.public_jwk()]}, ("ES256",))
-    now = int(time.time())
-    claims = {
-        "iss": "https://wif.acme.example",
-        "sub": "spiffe://acme.example/a/b",
-        "aud": "payments-api",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 3600,
-        "jti": "x",
-    }
-    token = key.sign(claims)
-
-    raw_key = ec.generate_private_key(ec.SECP256R1())
-    raw_public = raw_key.public_key()
-    message = token.rsplit(".", 1)[0].encode()
-    raw_signature = raw_key.sign(message, ec.ECDSA(hashes.SHA256()))
-
-    def validate() -> None:
-        parsed = parse_compact(token)
-        verify_signature(parsed, select_key(parsed, keyset))
-        check_claims(
-            parsed.claims,
-            issuer=claims["iss"],
-            audiences=["payments-api"],
-            now=time.time(),
-            skew=30,
-            max_age=None,
-        )
-
-    rows = [
-        (
-            "sign",
-            per_op(lambda: key.sign(claims)),
-            per_op(lambda: raw_key.sign(message, ec.ECDSA(hashes.SHA256()))),
-        ),
-        (
-            "validate",
-            per_op(validate),
-            per_op(
-                lambda: raw_public.verify(
-                    raw_signature, message, ec.ECDSA(hashes.SHA256())
-                )
-            ),
-        ),
-    ]
-    print(f"{'operation':<10} {'mesh us':>9} {'raw us':>9} {'ratio':>7}")
-    for name, mesh, raw in rows:
-        print(f"{name:<10} {mesh * 1e6:>9.1f} {raw * 1e6:>9.1f} {mesh / raw:>7.2f}")
+    token_ratios = tokens.main()
+    policy.main()
+    sts_scale = scale.main()
+    with bench_mesh() as mesh:
+        calls = rpc.main(mesh)
+        spread = propagation.main(mesh)
+    print_targets(targets(token_ratios, sts_scale, calls, spread))
 
 
 if __name__ == "__main__":
-    from tests.bench import policy
-
     main()
-    policy.main()

@@ -1,28 +1,47 @@
 """Static checks of the Dockerfile's companions: compose file and Kubernetes manifests.
 
-They read the files with PyYAML only; nothing is built, started or fetched.
+They read the files with PyYAML, and validate every manifest against the
+Kubernetes schemas the ``kubernetes-validate`` package ships, after building
+each kustomization with ``kubectl kustomize`` when kubectl is installed
+(otherwise the manifests are read file by file). Nothing is started or
+fetched.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
 from services.its.settings import ItsSettings
 from services.policy.settings import PolicySettings
 from services.sts.settings import StsSettings
+from wif.client.environment import (
+    ENV_AUDIENCE,
+    ENV_STS_ADDRESS,
+    ENV_SUBJECT_TOKEN_FILE,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = ROOT / "docker-compose.yml"
-DEPLOY_YAML = sorted(DEPLOY.rglob("*.yaml"))
+ALL_DEPLOY_YAML = sorted(DEPLOY.rglob("*.yaml"))
+#: The example workload that calls the mesh; not a part of the mesh itself.
+WORKLOAD = DEPLOY / "overlays" / "example" / "workload"
+DEPLOY_YAML = [path for path in ALL_DEPLOY_YAML if WORKLOAD not in path.parents]
+KUSTOMIZATIONS = sorted(path.parent for path in DEPLOY.rglob("kustomization.yaml"))
+#: The Kubernetes release the manifests are checked against.
+KUBERNETES_VERSION = "1.30.0"
+MESH_AUDIENCE = "https://wif.acme.example"
 
 SETTINGS_BY_COMMAND = {
     "wif-its": ItsSettings,
@@ -61,7 +80,7 @@ def test_deploy_files_exist() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [COMPOSE, *DEPLOY_YAML], ids=lambda p: str(p.relative_to(ROOT))
+    "path", [COMPOSE, *ALL_DEPLOY_YAML], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_every_yaml_file_parses(path: Path) -> None:
     assert load_all(path)
@@ -138,3 +157,72 @@ def test_kustomization_resources_exist(kustomization: Path) -> None:
     for resource in resources:
         target = kustomization.parent / resource
         assert target.is_file() or (target / "kustomization.yaml").is_file(), resource
+
+
+def built(kustomization: Path) -> list[dict[str, Any]]:
+    """The resources of a kustomization: built by kubectl, else read as listed."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is not None:
+        result = subprocess.run(
+            [kubectl, "kustomize", str(kustomization)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    listed = yaml.safe_load((kustomization / "kustomization.yaml").read_text())
+    docs = []
+    for resource in listed["resources"]:
+        target = kustomization / resource
+        docs += built(target) if target.is_dir() else load_all(target)
+    return docs
+
+
+@pytest.mark.parametrize(
+    "kustomization", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(DEPLOY))
+)
+def test_every_manifest_matches_the_kubernetes_schema(kustomization: Path) -> None:
+    docs = built(kustomization)
+
+    problems = []
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            name = f"{doc['kind']}/{doc['metadata']['name']}"
+            problems.append(f"{name}: {error.message} at {list(error.path)}")
+
+    assert docs
+    assert problems == []
+
+
+def test_schema_validation_refuses_an_unknown_field() -> None:
+    (deployment, *_) = [
+        doc for doc in built(DEPLOY / "base") if doc["kind"] == "Deployment"
+    ]
+    deployment["spec"]["replica"] = 2
+
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_example_workload_presents_its_projected_token_for_the_mesh() -> None:
+    docs = built(WORKLOAD)
+    (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "projected" in v]
+    (source,) = volume["projected"]["sources"]
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    client_settings = {ENV_SUBJECT_TOKEN_FILE, ENV_STS_ADDRESS, ENV_AUDIENCE}
+
+    assert pod["serviceAccountName"] in {
+        doc["metadata"]["name"] for doc in docs if doc["kind"] == "ServiceAccount"
+    }
+    assert source["serviceAccountToken"]["audience"] == MESH_AUDIENCE
+    token_path = f"{mount['mountPath']}/{source['serviceAccountToken']['path']}"
+    assert client_settings <= set(env)
+    assert env[ENV_SUBJECT_TOKEN_FILE] == token_path
+    assert env[ENV_STS_ADDRESS].startswith("wif-sts.")

@@ -9,11 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from wif.cli.common import emit, etcd_endpoint, variables
-from wif.trust.config import TRUST_PREFIX, from_etcd_items, load_file
+from wif.errors import ConfigError
+from wif.store import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_TXN_OPS,
+    transaction_problem,
+)
+from wif.trust.config import TRUST_PREFIX, from_etcd_items, load_file, to_etcd_items
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
     config = load_file(Path(args.file), variables(args))
+    problem = transaction_problem(
+        to_etcd_items(config),
+        max_ops=args.max_txn_ops,
+        max_bytes=args.max_request_bytes,
+    )
+    if problem is not None:
+        raise ConfigError(f"{args.file}: too large to apply at once: {problem}")
     emit(
         args,
         f"{args.file}: valid ({len(config.providers)} providers, "
@@ -61,6 +74,23 @@ def register(groups: Any) -> None:
         sub = config.add_parser(name, help=text)
         sub.add_argument("file")
         sub.set_defaults(func=func)
+        if name == "validate":
+            _store_limits(sub)
     config.add_parser("get", help="print the configuration in etcd").set_defaults(
         func=cmd_config_get
+    )
+
+
+def _store_limits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-txn-ops",
+        type=int,
+        default=DEFAULT_MAX_TXN_OPS,
+        help="the etcd server's --max-txn-ops (default: etcd's, %(default)s)",
+    )
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="the etcd server's --max-request-bytes (default: etcd's, %(default)s)",
     )

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wif.dev.etcd import free_port, start_etcd
+from wif.dev.etcd import EtcdServer, free_port, start_etcd
 from wif.dev.oidc import start_oidc_provider
 from wif.envelope import KeyEncryptionKey
 from wif.store import EtcdStore
@@ -105,8 +105,15 @@ def start_mesh(
     *,
     with_oidc: bool = True,
     trust_config: Path | None = None,
+    etcd: EtcdServer | None = None,
+    service_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Starts the mesh in the background and returns its endpoints."""
+    """Starts the mesh in the background and returns its endpoints.
+
+    Given ``etcd``, the mesh uses that running server and leaves it out of
+    the endpoints' ``pids``: the caller stops (or restarts) it. Each service
+    gets ``service_env`` on top of the usual environment, for settings.
+    """
     root = repo_root()
     state.mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(exist_ok=True)
@@ -121,13 +128,19 @@ def start_mesh(
             "its_metrics", "policy_metrics", "sts_metrics",
         )
     }  # fmt: skip
-    endpoints: dict[str, Any] = {"state_dir": str(state), "pids": {}}
+    endpoints: dict[str, Any] = {
+        "state_dir": str(state),
+        "pids": {},
+        "ports": ports,
+        "service_env": dict(service_env or {}),
+    }
     _write(state, endpoints)
 
-    etcd = start_etcd(state / "etcd", log_file=state / "logs" / "etcd.log")
+    if etcd is None:
+        etcd = start_etcd(state / "etcd", log_file=state / "logs" / "etcd.log")
+        assert etcd.process is not None, "start_etcd returns a running server"
+        endpoints["pids"]["etcd"] = etcd.process.pid
     endpoints["etcd"] = etcd.endpoint
-    assert etcd.process is not None, "start_etcd returns a running server"
-    endpoints["pids"]["etcd"] = etcd.process.pid
     _write(state, endpoints)
 
     environ = dict(os.environ)
@@ -150,8 +163,7 @@ def start_mesh(
 
     processes = {}
     for name in SERVICES:
-        env = _service_env(name, ports, state, etcd.endpoint)
-        env["WIF_METRICS_LISTEN"] = f"{LOOPBACK}:{ports[name + '_metrics']}"
+        env = _full_env(name, endpoints)
         processes[name] = _start_service(name, env, state)
         endpoints["pids"][name] = processes[name].pid
         _write(state, endpoints)
@@ -174,6 +186,29 @@ def start_mesh(
     )
     _write(state, endpoints)
     return endpoints
+
+
+def _full_env(name: str, endpoints: dict[str, Any]) -> dict[str, str]:
+    ports = endpoints["ports"]
+    state = Path(endpoints["state_dir"])
+    env = _service_env(name, ports, state, endpoints["etcd"])
+    env["WIF_METRICS_LISTEN"] = f"{LOOPBACK}:{ports[name + '_metrics']}"
+    env.update(endpoints.get("service_env", {}))
+    return env
+
+
+def restart_service(endpoints: dict[str, Any], name: str) -> int:
+    """Starts service ``name`` of a running mesh again, on the same ports.
+
+    The old process must have ended. Waits until the new one is ready,
+    records its pid in the endpoints (and their file) and returns it.
+    """
+    state = Path(endpoints["state_dir"])
+    process = _start_service(name, _full_env(name, endpoints), state)
+    endpoints["pids"][name] = process.pid
+    _write(state, endpoints)
+    _wait_ready(name, process, state)
+    return process.pid
 
 
 def _write(state: Path, endpoints: dict[str, Any]) -> None:

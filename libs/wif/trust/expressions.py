@@ -73,6 +73,41 @@ def compile_expression(source: str, where: str) -> Expression:
     return Expression(source=source, program=program)
 
 
+#: Deepest nesting of a token's claims handed to CEL, the claims object being 1.
+MAX_CEL_INPUT_DEPTH = 8
+#: Most values (members and array items, counted through every level) in the
+#: claims handed to CEL. Real platform tokens hold well under a hundred.
+MAX_CEL_INPUT_VALUES = 512
+
+
+def check_cel_input(claims: Mapping[str, Any]) -> None:
+    """Refuses claims too deep or too large to hand to CEL.
+
+    CEL expressions are compiled and length-bounded at load, so the cost of
+    one evaluation depends on the size of its input; this bounds that input.
+    Raises ``InvalidGrant`` with reason CLAIMS_TOO_COMPLEX.
+    """
+    pending: list[tuple[Any, int]] = [(claims, 1)]
+    values = 0
+    while pending:
+        item, depth = pending.pop()
+        children = list(item.values()) if isinstance(item, Mapping) else list(item)
+        values += len(children)
+        if depth > MAX_CEL_INPUT_DEPTH or values > MAX_CEL_INPUT_VALUES:
+            raise InvalidGrant(
+                f"the token's claims nest deeper than {MAX_CEL_INPUT_DEPTH} levels "
+                f"or hold more than {MAX_CEL_INPUT_VALUES} values",
+                reason="CLAIMS_TOO_COMPLEX",
+                metadata={
+                    "maxDepth": str(MAX_CEL_INPUT_DEPTH),
+                    "maxValues": str(MAX_CEL_INPUT_VALUES),
+                },
+            )
+        pending.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list)
+        )
+
+
 def condition_holds(condition: Expression, claims: Mapping[str, Any]) -> bool:
     """Evaluates an attribute condition; anything but ``true`` refuses.
 

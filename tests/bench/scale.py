@@ -1,0 +1,153 @@
+"""The STS side of scale: 100 and 100,000 workloads and providers together.
+
+For each size the configuration holds that many workloads (as in
+:mod:`tests.bench.policy`) and that many providers, each with its own
+issuer, inline key, CEL condition and CEL mapping. Prints the time to
+validate the configuration, to rebuild it from its etcd items (what every
+service does on each change), the growth of resident memory while it is built
+and held, and the cost of authenticating one subject token in process:
+provider lookup by issuer, key, signature, claims, condition and mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import random
+import time
+from typing import Any, cast
+
+from services.sts.foreign_keys import ForeignKeys
+from services.sts.subject import Authenticator
+from tests.bench.policy import SIZES, raw_config, timed
+from wif.tokens import SigningKey
+from wif.trust.config import TrustConfig, build_config, from_etcd_items, to_etcd_items
+
+TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
+AUDIENCE = "https://wif.acme.example"
+#: Distinct providers whose tokens are presented in the per-request loop.
+SAMPLED_PROVIDERS = 200
+ROUNDS = 2000
+
+
+def issuer_of(n: int) -> str:
+    """The issuer of provider ``n``."""
+    return f"https://idp-{n}.ci.example"
+
+
+def with_providers(raw: dict[str, Any], count: int, jwk: dict[str, Any]) -> None:
+    """Adds ``count`` providers, one per issuer, spread over the teams."""
+    teams = [p["id"] for p in raw["pools"] if p["id"].startswith("team-")]
+    raw["providers"] = [
+        {
+            "id": f"idp-{n}",
+            "pool": teams[n % len(teams)],
+            "issuer": issuer_of(n),
+            "jwks": {"keys": [jwk]},
+            "audiences": [AUDIENCE],
+            "algorithms": ["ES256"],
+            "condition": "assertion.repository_owner == 'acme-corp'",
+            "mapping": {
+                "subject": "assertion.sub",
+                "attributes": {"workload_type": "'ci-job'"},
+            },
+        }
+        for n in range(count)
+    ]
+
+
+def resident_bytes() -> int:
+    """This process's resident set size."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def timed_reload(items: dict[str, bytes]) -> tuple[TrustConfig, float, int]:
+    """The configuration rebuilt from etcd items, the seconds it took, and
+    the growth of resident memory while it was built and held."""
+    gc.collect()
+    before = resident_bytes()
+    config, seconds = timed(lambda: from_etcd_items(items, 1))
+    gc.collect()
+    return config, seconds, resident_bytes() - before
+
+
+def subject_tokens(key: SigningKey, count: int, sampled: int) -> list[str]:
+    """Tokens of ``sampled`` providers picked at random among ``count``."""
+    now = int(time.time())
+    picked = random.Random(11).sample(range(count), min(sampled, count))
+    return [
+        key.sign(
+            {
+                "iss": issuer_of(n),
+                "sub": f"job-{n}",
+                "aud": AUDIENCE,
+                "iat": now,
+                "nbf": now,
+                "exp": now + 600,
+                "jti": f"bench-{n}",
+                "repository_owner": "acme-corp",
+            }
+        )
+        for n in picked
+    ]
+
+
+class NothingRevoked:
+    """The mesh's own keys and revocations: none, for foreign tokens only."""
+
+    def keyset_get(self, kid: str) -> None:
+        return None
+
+    def check_not_revoked(self, token_id: str, subject: str) -> None:
+        return None
+
+
+async def authenticate_cost(config: TrustConfig, tokens: list[str]) -> float:
+    """Seconds per authentication, best of three runs, keys already loaded."""
+    # Inline keys only: the session is never used.
+    authenticator = Authenticator(ForeignKeys(cast(Any, None)), NothingRevoked())
+    for token in tokens:
+        await authenticator.authenticate(token, TYPE_JWT, config)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for n in range(ROUNDS):
+            await authenticator.authenticate(tokens[n % len(tokens)], TYPE_JWT, config)
+        best = min(best, (time.perf_counter() - start) / ROUNDS)
+    return best
+
+
+def measure(size: int, key: SigningKey) -> dict[str, float]:
+    """Every figure of one size."""
+    raw = raw_config(size)
+    with_providers(raw, size, key.public_jwk())
+    config, validate_s = timed(lambda: build_config(raw))
+    items = to_etcd_items(config)
+    del config
+    config, reload_s, held = timed_reload(items)
+    tokens = subject_tokens(key, size, SAMPLED_PROVIDERS)
+    per_request = asyncio.run(authenticate_cost(config, tokens))
+    return {
+        "validate configuration ms": validate_s * 1e3,
+        "rebuild from etcd items ms": reload_s * 1e3,
+        "etcd items MB": sum(len(v) for v in items.values()) / 1e6,
+        "resident growth on reload MB": held / 1e6,
+        "authenticate subject us": per_request * 1e6,
+    }
+
+
+def main() -> dict[int, dict[str, float]]:
+    """Prints the table and returns the figures by size."""
+    key = SigningKey.generate("ES256")
+    results = {size: measure(size, key) for size in SIZES}
+    header = "".join(f"{f'{s:,} each':>16}" for s in SIZES)
+    print(f"\nSTS scale (workloads and providers){'':<0}\n{'':<30}{header}")
+    for name in results[SIZES[0]]:
+        print(f"{name:<30}" + "".join(f"{results[s][name]:>16.1f}" for s in SIZES))
+    return results
+
+
+if __name__ == "__main__":
+    main()
