@@ -52,9 +52,14 @@ METHOD_ROLES: Mapping[str, frozenset[Role]] = {
     "/wif.v1.PolicyService/GetShadowReport": frozenset({Role.OPERATOR}),
     "/wif.v1.PolicyService/GetAccessReport": frozenset({Role.OPERATOR}),
     "/envoy.service.auth.v3.Authorization/Check": frozenset({Role.ENFORCER}),
-    # Workloads call the STS with their platform token, not a mesh certificate.
+    # Workloads and relying services call the STS with tokens, not mesh
+    # certificates, and the STS asks for none: gRPC cannot ask for a client
+    # certificate without requiring one, so an STS RPC for operators only
+    # would be refused to everyone.
     "/wif.v1.SecurityTokenService/ExchangeToken": _ANYONE,
     "/wif.v1.SecurityTokenService/ValidateToken": _ANYONE,
+    "/wif.v1.SecurityTokenService/ValidateTokens": _ANYONE,
+    "/wif.v1.SecurityTokenService/ExplainExchange": _ANYONE,
     "/grpc.health.v1.Health/*": _ANYONE,
     "/grpc.reflection.v1alpha.ServerReflection/*": _ANYONE,
     "/grpc.reflection.v1.ServerReflection/*": _ANYONE,

@@ -61,6 +61,8 @@ CASES = [
     Case("/envoy.service.auth.v3.Authorization/Check", STS, False),
     Case("/wif.v1.SecurityTokenService/ExchangeToken", None, True),
     Case("/wif.v1.SecurityTokenService/ValidateToken", None, True),
+    Case("/wif.v1.SecurityTokenService/ValidateTokens", None, True),
+    Case("/wif.v1.SecurityTokenService/ExplainExchange", None, True),
     Case("/grpc.health.v1.Health/Check", None, True),
     Case("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", None, True),
     Case("/wif.v1.IdentityTokenService/NewMethodNoRuleNames", OPERATOR, False),
