@@ -67,6 +67,8 @@ class TlsMaterial:
     ca_bundle: bytes
     spiffe_id: str | None
     serial: int
+    #: The files' fingerprint taken before they were read.
+    fingerprint: Fingerprint
 
     def __repr__(self) -> str:
         # The private key never reaches a log line or a traceback.
@@ -100,6 +102,10 @@ class TlsFiles:
 
     def read(self) -> TlsMaterial:
         """Reads and checks the three files; raises :class:`TlsFilesError`."""
+        try:
+            fingerprint = self.fingerprint()
+        except OSError as exc:
+            raise TlsFilesError(f"cannot read {exc.filename}: {exc.strerror}") from None
         cert_pem = _read(self.cert)
         key_pem = _read(self.key)
         ca_pem = _read(self.ca)
@@ -115,7 +121,12 @@ class TlsFiles:
         if leaf.public_key() != key.public_key():
             raise TlsFilesError(f"the key in {self.key} does not match {self.cert}")
         return TlsMaterial(
-            cert_pem, key_pem, ca_pem, spiffe_id_of(leaf), leaf.serial_number
+            cert_pem,
+            key_pem,
+            ca_pem,
+            spiffe_id_of(leaf),
+            leaf.serial_number,
+            fingerprint,
         )
 
     def read_at_start(self) -> TlsMaterial:
@@ -150,8 +161,7 @@ class _ServerCertificates:
 
     def __init__(self, files: TlsFiles, material: TlsMaterial) -> None:
         self._files = files
-        self._fingerprint = files.fingerprint()
-        self.current = material
+        self._fingerprint = material.fingerprint
 
     def __call__(self) -> Any:
         # Called on a gRPC core thread: it must not raise and must stay cheap.
@@ -163,8 +173,7 @@ class _ServerCertificates:
         except (OSError, TlsFilesError) as exc:
             log.warning("keeping the current server certificate: %s", exc)
             return None
-        self._fingerprint = fingerprint
-        self.current = material
+        self._fingerprint = material.fingerprint
         log.info(
             "server certificate reloaded",
             extra={
@@ -220,8 +229,9 @@ class ReloadingChannel:
         self._files = files
         self._open = open_channel
         self._check_interval = check_interval
-        self._fingerprint = files.fingerprint()
-        self._channel = open_channel(files.read())
+        material = files.read()
+        self._fingerprint = material.fingerprint
+        self._channel = open_channel(material)
         self._checked = time.monotonic()
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -243,7 +253,7 @@ class ReloadingChannel:
             log.warning("keeping the current client certificate: %s", exc)
             return
         old, self._channel = self._channel, self._open(material)
-        self._fingerprint = fingerprint
+        self._fingerprint = material.fingerprint
         task = asyncio.get_running_loop().create_task(
             old.close(CLIENT_CLOSE_GRACE_SECONDS)
         )
