@@ -129,5 +129,18 @@ class NotFound(WifError):
     default_reason = "NOT_FOUND"
 
 
+class CallerNotAllowed(WifError):
+    """The caller's mesh identity (its certificate's SPIFFE ID) may not call the RPC.
+
+    RFC 6749 section 5.2 ``unauthorized_client``: the client is known but not
+    authorised for what it asks.
+    """
+
+    oauth_error = "unauthorized_client"
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+    default_reason = "CALLER_NOT_ALLOWED"
+
+
 class InternalError(WifError):
     """A fault inside the mesh; the caller sees no detail."""

@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -109,26 +109,34 @@ def handle_errors(
             log.exception("%s failed", method.__name__)
             error = errors.InternalError("internal error", reason="INTERNAL")
         elapsed = time.perf_counter() - started
-        outcome = "ok" if error is None else error.grpc_code.name.lower()
-        reason = "" if error is None else error.reason
-        fields = {
-            "rpc": method.__name__,
-            "outcome": outcome,
-            "duration_ms": round(elapsed * 1000, 3),
-        }
-        RPC_CALLS.add(1, {"rpc": method.__name__, "outcome": outcome, "reason": reason})
-        RPC_DURATION.record(elapsed, {"rpc": method.__name__, "outcome": outcome})
         if error is None:
-            log.info("%s ok", method.__name__, extra={"fields": fields})
+            _record_outcome(method.__name__, elapsed, None)
             return result
-        fields["reason"] = error.reason
-        log.info(
-            "%s refused: %s", method.__name__, error.reason, extra={"fields": fields}
-        )
-        await context.abort_with_status(rpc_status.to_status(to_status(error)))
-        raise AssertionError("abort_with_status returned")  # pragma: no cover
+        await abort_with_error(context, method.__name__, error, elapsed)
 
     return wrapper
+
+
+def _record_outcome(rpc: str, elapsed: float, error: WifError | None) -> None:
+    outcome = "ok" if error is None else error.grpc_code.name.lower()
+    reason = "" if error is None else error.reason
+    fields = {"rpc": rpc, "outcome": outcome, "duration_ms": round(elapsed * 1000, 3)}
+    RPC_CALLS.add(1, {"rpc": rpc, "outcome": outcome, "reason": reason})
+    RPC_DURATION.record(elapsed, {"rpc": rpc, "outcome": outcome})
+    if error is None:
+        log.info("%s ok", rpc, extra={"fields": fields})
+        return
+    fields["reason"] = error.reason
+    log.info("%s refused: %s", rpc, error.reason, extra={"fields": fields})
+
+
+async def abort_with_error(
+    context: grpc.aio.ServicerContext, rpc: str, error: WifError, elapsed: float = 0.0
+) -> NoReturn:
+    """Logs a refused call, counts it and aborts it with the error's status."""
+    _record_outcome(rpc, elapsed, error)
+    await context.abort_with_status(rpc_status.to_status(to_status(error)))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
 
 
 def error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
@@ -162,4 +170,10 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, peer: str) -> WifError:
     return cls(exc.details() or "", reason=info.reason, metadata=metadata)
 
 
-__all__ = ["error_from_rpc", "error_info", "handle_errors", "to_status"]
+__all__ = [
+    "abort_with_error",
+    "error_from_rpc",
+    "error_info",
+    "handle_errors",
+    "to_status",
+]

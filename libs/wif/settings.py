@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from wif import spiffe
+
 S = TypeVar("S")
 
 
@@ -42,6 +44,15 @@ def host_port(value: str) -> str:
 def optional(value: str) -> str | None:
     """An optional string: empty means unset."""
     return value or None
+
+
+def spiffe_ids(value: str) -> tuple[str, ...]:
+    """A comma-separated list of SPIFFE IDs; empty means the default."""
+    ids = tuple(part.strip() for part in value.split(",") if part.strip())
+    for spiffe_id in ids:
+        if spiffe.trust_domain_of(spiffe_id) is None:
+            raise ValueError(f"{spiffe_id!r} is not a SPIFFE ID")
+    return ids
 
 
 class SettingsError(SystemExit):
@@ -108,3 +119,56 @@ class CommonSettings:
         env="WIF_METRICS_LISTEN",
         parse=lambda value: host_port(value) if value else None,
     )
+    tls_cert_file: str | None = setting(
+        None,
+        "PEM certificate chain of this service (SPIFFE ID in the URI SAN); "
+        "with tls_key_file and tls_ca_file turns on mTLS, else plaintext",
+        env="WIF_TLS_CERT_FILE",
+        parse=optional,
+    )
+    tls_key_file: str | None = setting(
+        None,
+        "PEM private key of tls_cert_file; re-read when the files change",
+        env="WIF_TLS_KEY_FILE",
+        parse=optional,
+    )
+    tls_ca_file: str | None = setting(
+        None,
+        "PEM certificates of the CAs that sign mesh certificates",
+        env="WIF_TLS_CA_FILE",
+        parse=optional,
+    )
+    sts_ids: tuple[str, ...] = setting(
+        (),
+        "SPIFFE IDs of the STS, comma-separated "
+        "(default spiffe://<trust domain of tls_cert_file>/wif/sts)",
+        env="WIF_STS_IDS",
+        parse=spiffe_ids,
+    )
+    enforcer_ids: tuple[str, ...] = setting(
+        (),
+        "SPIFFE IDs of enforcement points (Envoy, gateways) that ask for decisions "
+        "(default spiffe://<trust domain>/wif/enforcer)",
+        env="WIF_ENFORCER_IDS",
+        parse=spiffe_ids,
+    )
+    operator_ids: tuple[str, ...] = setting(
+        (),
+        "SPIFFE IDs of operators allowed key and policy administration "
+        "(default spiffe://<trust domain>/wif/operator)",
+        env="WIF_OPERATOR_IDS",
+        parse=spiffe_ids,
+    )
+
+    def __post_init__(self) -> None:
+        tls = {
+            "tls_cert_file (WIF_TLS_CERT_FILE)": self.tls_cert_file,
+            "tls_key_file (WIF_TLS_KEY_FILE)": self.tls_key_file,
+            "tls_ca_file (WIF_TLS_CA_FILE)": self.tls_ca_file,
+        }
+        missing = [name for name, value in tls.items() if not value]
+        if missing and len(missing) < len(tls):
+            raise SettingsError(
+                "settings tls_cert_file, tls_key_file and tls_ca_file go together; "
+                f"missing: {', '.join(missing)}"
+            )

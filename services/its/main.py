@@ -128,6 +128,7 @@ async def build(settings: ItsSettings) -> ServiceParts:
         http_listen=settings.http_listen,
         ready=ready,
         close=store.close,
+        audit=audit,
     )
 
 

@@ -60,6 +60,7 @@ async def build(settings: PolicySettings) -> ServiceParts:
         ],
         ready=store.connect,
         close=store.close,
+        audit=audit,
     )
 
 

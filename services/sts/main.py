@@ -24,6 +24,7 @@ from wif.ratelimit import RateLimiter
 from wif.revocations import RevocationList
 from wif.server import ServiceParts, client_channel, run_main
 from wif.store import EtcdStore
+from wif.tls import TlsFiles
 from wif.trust.follower import TrustFollower
 from wif.v1 import its_pb2_grpc, policy_pb2_grpc, sts_pb2, sts_pb2_grpc
 
@@ -35,8 +36,9 @@ async def build(settings: StsSettings) -> ServiceParts:
     store = EtcdStore(settings.etcd_endpoint)
     trust = TrustFollower(store)
     keyring = KeyringFollower(store)
-    policy_channel = client_channel(settings.policy_address)
-    its_channel = client_channel(settings.its_address)
+    tls = TlsFiles.from_settings(settings)
+    policy_channel = client_channel(settings.policy_address, tls)
+    its_channel = client_channel(settings.its_address, tls)
     session = aiohttp.ClientSession(trust_env=False)
     revoked = RevocationList(store)
     validator = MeshTokenValidator(trust, keyring, revoked)
@@ -82,6 +84,9 @@ async def build(settings: StsSettings) -> ServiceParts:
         http_listen=settings.http_listen,
         ready=store.connect,
         close=close,
+        audit=audit,
+        # Workloads present their platform token, not a mesh certificate.
+        client_certificates=False,
     )
 
 

@@ -24,11 +24,35 @@ def job_token(mesh: dict[str, Any], job: str, audience: str = MESH_AUDIENCE) -> 
     return fetch_job_token(mesh["oidc"]["issuer"], client_id, secret, audience)
 
 
+def mesh_channel(
+    mesh: dict[str, Any], service: str, identity: str | None = "operator"
+) -> grpc.aio.Channel:
+    """A channel to one of the mesh's services, as the mesh speaks it.
+
+    On a mesh with mTLS, ``identity`` chooses the client certificate: the
+    operator's, a service's (``"sts"``) or none; without TLS it is ignored.
+    """
+    address = mesh[service]["grpc"]
+    tls = mesh.get("tls")
+    if not tls:
+        return grpc.aio.insecure_channel(address)
+    key: bytes | None = None
+    cert: bytes | None = None
+    if identity == "operator":
+        key = Path(tls["operator_key"]).read_bytes()
+        cert = Path(tls["operator_cert"]).read_bytes()
+    elif identity is not None:
+        key = Path(tls["service_certs"][identity]["key"]).read_bytes()
+        cert = Path(tls["service_certs"][identity]["cert"]).read_bytes()
+    credentials = grpc.ssl_channel_credentials(Path(tls["ca"]).read_bytes(), key, cert)
+    return grpc.aio.secure_channel(address, credentials)
+
+
 def sts_stub(
     mesh: dict[str, Any],
 ) -> tuple[grpc.aio.Channel, sts_pb2_grpc.SecurityTokenServiceStub]:
-    """A channel and stub for the STS."""
-    channel = grpc.aio.insecure_channel(mesh["sts"]["grpc"])
+    """A channel and stub for the STS, as a workload calls it (no certificate)."""
+    channel = mesh_channel(mesh, "sts", identity=None)
     return channel, sts_pb2_grpc.SecurityTokenServiceStub(channel)
 
 

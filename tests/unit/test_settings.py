@@ -174,3 +174,61 @@ def test_sts_settings_refuse_a_bad_policy_address() -> None:
         "setting policy_address (WIF_POLICY_ADDRESS): '127.0.0.1:99999' "
         "is not valid: must be host:port"
     )
+
+
+def test_tls_settings_are_off_by_default() -> None:
+    settings = load_settings(StsSettings, [], {})
+
+    assert (settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file) == (
+        None,
+        None,
+        None,
+    )
+    assert settings.sts_ids == settings.operator_ids == settings.enforcer_ids == ()
+
+
+def test_tls_settings_are_read_together() -> None:
+    settings = load_settings(
+        StsSettings,
+        ["--tls-cert-file", "/certs/sts.pem"],
+        {"WIF_TLS_KEY_FILE": "/certs/sts.key", "WIF_TLS_CA_FILE": "/certs/ca.pem"},
+    )
+
+    assert settings.tls_cert_file == "/certs/sts.pem"
+    assert settings.tls_key_file == "/certs/sts.key"
+    assert settings.tls_ca_file == "/certs/ca.pem"
+
+
+def test_tls_settings_missing_one_name_what_is_missing() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            StsSettings,
+            [],
+            {"WIF_TLS_CERT_FILE": "/certs/sts.pem", "WIF_TLS_KEY_FILE": "/k"},
+        )
+
+    assert str(caught.value) == (
+        "settings tls_cert_file, tls_key_file and tls_ca_file go together; "
+        "missing: tls_ca_file (WIF_TLS_CA_FILE)"
+    )
+
+
+def test_caller_ids_are_comma_separated_spiffe_ids() -> None:
+    settings = load_settings(
+        StsSettings,
+        [],
+        {"WIF_OPERATOR_IDS": "spiffe://a.example/ops/1, spiffe://a.example/ops/2,"},
+    )
+
+    assert settings.operator_ids == (
+        "spiffe://a.example/ops/1",
+        "spiffe://a.example/ops/2",
+    )
+
+
+def test_caller_ids_refuse_what_is_not_a_spiffe_id() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(StsSettings, [], {"WIF_STS_IDS": "https://sts.example"})
+
+    assert "setting sts_ids (WIF_STS_IDS)" in str(caught.value)
+    assert "is not a SPIFFE ID" in str(caught.value)

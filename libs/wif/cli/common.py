@@ -1,4 +1,4 @@
-"""What every ``wif`` command group shares: exit codes, endpoints, output."""
+"""What every ``wif`` command group shares: exit codes, endpoints, channels, output."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from wif.errors import TemporarilyUnavailable
+from wif.grpc_errors import error_info
+from wif.tls import TlsFiles, TlsFilesError
 
 EXIT_FAILED = 1
 EXIT_UNAVAILABLE = 3
@@ -35,6 +39,65 @@ def etcd_endpoint(args: argparse.Namespace) -> str:
         raise TemporarilyUnavailable(
             "no etcd endpoint: give --etcd, set WIF_ETCD_ENDPOINT or run `wif dev up`"
         ) from None
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The operator's certificate, key and CA bundle, or None for plaintext.
+
+    --tls-cert, --tls-key and --tls-ca, then WIF_TLS_CERT_FILE,
+    WIF_TLS_KEY_FILE and WIF_TLS_CA_FILE, then the operator certificate of
+    the running local mesh when it speaks mTLS.
+    """
+    given: list[str | None] = [
+        getattr(args, name, None) for name in ("tls_cert", "tls_key", "tls_ca")
+    ]
+    if not any(given):
+        names = ("WIF_TLS_CERT_FILE", "WIF_TLS_KEY_FILE", "WIF_TLS_CA_FILE")
+        given = [os.environ.get(name) for name in names]
+    if all(given):
+        cert, key, ca = (Path(str(p)) for p in given)
+        return TlsFiles(cert, key, ca)
+    if any(given):
+        raise RuntimeError(
+            "--tls-cert, --tls-key and --tls-ca (or WIF_TLS_CERT_FILE, "
+            "WIF_TLS_KEY_FILE and WIF_TLS_CA_FILE) go together"
+        )
+    from wif.dev.mesh import read_endpoints
+
+    try:
+        local = read_endpoints(state_dir(args)).get("tls")
+    except (FileNotFoundError, ValueError):
+        return None
+    if not local:
+        return None
+    return TlsFiles(
+        Path(local["operator_cert"]), Path(local["operator_key"]), Path(local["ca"])
+    )
+
+
+def grpc_channel(args: argparse.Namespace, target: str) -> grpc.aio.Channel:
+    """A channel to a mesh service; mTLS as the operator when TLS is on."""
+    files = tls_files(args)
+    if files is None:
+        return grpc.aio.insecure_channel(target)
+    try:
+        material = files.read()
+    except TlsFilesError as exc:
+        raise RuntimeError(str(exc)) from None
+    credentials = grpc.ssl_channel_credentials(
+        material.ca_bundle, material.private_key, material.cert_chain
+    )
+    return grpc.aio.secure_channel(target, credentials)
+
+
+def call_failed(exc: grpc.aio.AioRpcError, service: str) -> Exception:
+    """The error ``main`` reports for a failed call to ``service``."""
+    code = exc.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return TemporarilyUnavailable(f"the {service} is unavailable: {exc.details()}")
+    info = error_info(exc)
+    reason = f" ({info.reason})" if info else ""
+    return RuntimeError(f"{code.name.lower()}: {exc.details()}{reason}")
 
 
 def variables(args: argparse.Namespace) -> dict[str, str]:

@@ -16,7 +16,9 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
     stop_mesh(state)
     trust = Path(args.trust_config) if args.trust_config else None
     try:
-        endpoints = start_mesh(state.resolve(), with_oidc=args.oidc, trust_config=trust)
+        endpoints = start_mesh(
+            state.resolve(), with_oidc=args.oidc, trust_config=trust, tls=args.tls
+        )
     except BaseException:
         stop_mesh(state)
         raise
@@ -59,6 +61,11 @@ def register(groups: Any) -> None:
         help="do not start the local OpenID provider",
     )
     up.add_argument("--trust-config", help="trust configuration file to apply")
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="mTLS between the services, with certificates from a development CA",
+    )
     up.set_defaults(func=cmd_dev_up)
     dev.add_parser("down", help="stop the local mesh").set_defaults(func=cmd_dev_down)
     groups.add_parser("demo", help="run the end-to-end demo").set_defaults(

@@ -16,9 +16,8 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import json_format
 
-from wif.cli.common import emit, state_dir
+from wif.cli.common import call_failed, emit, grpc_channel, state_dir
 from wif.errors import TemporarilyUnavailable
-from wif.grpc_errors import error_info
 
 T = TypeVar("T")
 
@@ -47,20 +46,13 @@ def _call(args: argparse.Namespace, method: Callable[[Any], Awaitable[T]]) -> T:
     from wif.v1 import key_admin_pb2_grpc
 
     async def run() -> T:
-        async with grpc.aio.insecure_channel(its_address(args)) as channel:
+        async with grpc_channel(args, its_address(args)) as channel:
             return await method(key_admin_pb2_grpc.KeyAdminServiceStub(channel))
 
     try:
         return asyncio.run(run())
     except grpc.aio.AioRpcError as exc:
-        code = exc.code()
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise TemporarilyUnavailable(
-                f"the ITS is unavailable: {exc.details()}"
-            ) from None
-        info = error_info(exc)
-        reason = f" ({info.reason})" if info else ""
-        raise RuntimeError(f"{code.name.lower()}: {exc.details()}{reason}") from None
+        raise call_failed(exc, "ITS") from None
 
 
 def _when(seconds: int) -> str:

@@ -27,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--state-dir", help="local mesh state folder [WIF_DEV_STATE_DIR]"
     )
+    parser.add_argument(
+        "--tls-cert", help="operator certificate for mTLS [WIF_TLS_CERT_FILE]"
+    )
+    parser.add_argument("--tls-key", help="its private key [WIF_TLS_KEY_FILE]")
+    parser.add_argument(
+        "--tls-ca", help="CA bundle of the mesh's certificates [WIF_TLS_CA_FILE]"
+    )
     groups = parser.add_subparsers(dest="group", required=True)
     for group in GROUPS:
         group.register(groups)

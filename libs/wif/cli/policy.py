@@ -18,7 +18,14 @@ import grpc
 from google.protobuf import json_format
 
 from wif import spiffe
-from wif.cli.common import EXIT_FAILED, emit, etcd_endpoint, state_dir
+from wif.cli.common import (
+    EXIT_FAILED,
+    call_failed,
+    emit,
+    etcd_endpoint,
+    grpc_channel,
+    state_dir,
+)
 from wif.durations import parse_duration
 from wif.errors import TemporarilyUnavailable
 from wif.quarantine import format_time
@@ -100,16 +107,14 @@ def _call(args: argparse.Namespace, method: str, request: Any) -> Any:
     from wif.v1 import policy_pb2_grpc
 
     async def call() -> Any:
-        async with grpc.aio.insecure_channel(policy_address(args)) as channel:
+        async with grpc_channel(args, policy_address(args)) as channel:
             stub = policy_pb2_grpc.PolicyServiceStub(channel)
             try:
                 return await getattr(stub, method)(
                     request, timeout=_CALL_TIMEOUT_SECONDS
                 )
             except grpc.aio.AioRpcError as exc:
-                raise TemporarilyUnavailable(
-                    f"the Policy service did not answer: {exc.code().name}"
-                ) from exc
+                raise call_failed(exc, "Policy service") from None
 
     return asyncio.run(call())
 

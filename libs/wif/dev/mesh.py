@@ -5,6 +5,11 @@ ports, applies a trust configuration, and writes the endpoints to
 ``endpoints.json`` in the state folder so that other tools and tests can
 find the running mesh. :func:`stop_mesh` stops whatever that file lists.
 The same code backs ``wif dev up``, ``make demo`` and the integration tests.
+
+With ``tls=True`` a development CA (:mod:`wif.dev.ca`) issues a certificate
+to each service and one to an operator, in ``<state>/tls``; the services then
+speak mTLS and ``endpoints.json`` names the CA and the operator's files under
+``tls`` for the ``wif`` commands and the tests.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wif.dev.ca import DevCa
 from wif.dev.etcd import EtcdServer, free_port, start_etcd
 from wif.dev.oidc import start_oidc_provider
 from wif.envelope import KeyEncryptionKey
@@ -30,6 +36,11 @@ ENDPOINTS_FILE = "endpoints.json"
 LOOPBACK = "127.0.0.1"
 SERVICES = ("its", "policy", "sts")
 READY_TIMEOUT_SECONDS = 60.0
+TLS_DIR = "tls"
+TLS_ENV = ("WIF_TLS_CERT_FILE", "WIF_TLS_KEY_FILE", "WIF_TLS_CA_FILE")
+
+#: The trust domain of the development CA's certificates.
+DEV_TRUST_DOMAIN = "acme.example"
 
 #: The trust configuration the local run applies unless told otherwise.
 DEFAULT_TRUST_CONFIG = Path("config/dev-trust.yaml")
@@ -50,7 +61,7 @@ def _tail(path: Path, lines: int = 20) -> str:
 def _service_env(
     name: str, ports: dict[str, int], state: Path, etcd: str
 ) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in TLS_ENV}
     env.update(
         WIF_ETCD_ENDPOINT=etcd,
         WIF_READY_FILE=str(state / f"{name}.ready"),
@@ -100,6 +111,25 @@ async def apply_config(etcd: str, path: Path, environ: dict[str, str]) -> int:
         return await store.replace_prefix(TRUST_PREFIX, to_etcd_items(config))
 
 
+def issue_dev_certificates(state: Path) -> dict[str, dict[str, str]]:
+    """A fresh development CA and a certificate per service and the operator.
+
+    Returns each name's ``cert``, ``key`` and ``ca`` paths.
+    """
+    folder = state / TLS_DIR
+    ca = DevCa.create(DEV_TRUST_DOMAIN)
+    ca.save(folder)
+    issued = {}
+    for name in (*SERVICES, "operator"):
+        files = ca.issue(name, folder)
+        issued[name] = {
+            "cert": str(files.cert),
+            "key": str(files.key),
+            "ca": str(files.ca),
+        }
+    return issued
+
+
 def start_mesh(
     state: Path,
     *,
@@ -107,12 +137,15 @@ def start_mesh(
     trust_config: Path | None = None,
     etcd: EtcdServer | None = None,
     service_env: dict[str, str] | None = None,
+    tls: bool = False,
 ) -> dict[str, Any]:
     """Starts the mesh in the background and returns its endpoints.
 
     Given ``etcd``, the mesh uses that running server and leaves it out of
     the endpoints' ``pids``: the caller stops (or restarts) it. Each service
     gets ``service_env`` on top of the usual environment, for settings.
+    With ``tls`` the services speak mTLS with certificates from a fresh
+    development CA (see :func:`issue_dev_certificates`).
     """
     root = repo_root()
     state.mkdir(parents=True, exist_ok=True)
@@ -161,6 +194,21 @@ def start_mesh(
         apply_config(etcd.endpoint, config_path, environ)
     )
 
+    certificates = issue_dev_certificates(state) if tls else {}
+    if tls:
+        operator = certificates["operator"]
+        endpoints["tls"] = {
+            "ca": operator["ca"],
+            "operator_cert": operator["cert"],
+            "operator_key": operator["key"],
+            "service_certs": {
+                name: {
+                    "cert": certificates[name]["cert"],
+                    "key": certificates[name]["key"],
+                }
+                for name in SERVICES
+            },
+        }
     processes = {}
     for name in SERVICES:
         env = _full_env(name, endpoints)
@@ -193,6 +241,13 @@ def _full_env(name: str, endpoints: dict[str, Any]) -> dict[str, str]:
     state = Path(endpoints["state_dir"])
     env = _service_env(name, ports, state, endpoints["etcd"])
     env["WIF_METRICS_LISTEN"] = f"{LOOPBACK}:{ports[name + '_metrics']}"
+    tls = endpoints.get("tls")
+    if tls:
+        env.update(
+            WIF_TLS_CERT_FILE=tls["service_certs"][name]["cert"],
+            WIF_TLS_KEY_FILE=tls["service_certs"][name]["key"],
+            WIF_TLS_CA_FILE=tls["ca"],
+        )
     env.update(endpoints.get("service_env", {}))
     return env
 
