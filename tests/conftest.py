@@ -17,6 +17,11 @@ from tests.support.otlp import OtlpReceiver
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Services refuse plaintext gRPC unless told otherwise; the tests that start a
+# service process by hand run it plaintext, as `wif dev up` does without
+# --tls. tests/integration/test_mtls.py covers the TLS mesh.
+os.environ.setdefault("WIF_ALLOW_PLAINTEXT", "true")
+
 
 #: Clock skew of the test provider: small, so that an expired token is seen quickly.
 TEST_CLOCK_SKEW_SECONDS = 1

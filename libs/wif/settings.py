@@ -41,6 +41,14 @@ def host_port(value: str) -> str:
     return value
 
 
+def boolean(value: str) -> bool:
+    """``true`` or ``false``, in any case."""
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return lowered == "true"
+
+
 def optional(value: str) -> str | None:
     """An optional string: empty means unset."""
     return value or None
@@ -138,6 +146,13 @@ class CommonSettings:
         env="WIF_TLS_CA_FILE",
         parse=optional,
     )
+    allow_plaintext: bool = setting(
+        False,
+        "run gRPC without TLS and without checking callers: for local "
+        "development only (true or false)",
+        env="WIF_ALLOW_PLAINTEXT",
+        parse=boolean,
+    )
     sts_ids: tuple[str, ...] = setting(
         (),
         "SPIFFE IDs of the STS, comma-separated "
@@ -171,4 +186,10 @@ class CommonSettings:
             raise SettingsError(
                 "settings tls_cert_file, tls_key_file and tls_ca_file go together; "
                 f"missing: {', '.join(missing)}"
+            )
+        if missing and not self.allow_plaintext:
+            raise SettingsError(
+                "settings tls_cert_file, tls_key_file and tls_ca_file are required "
+                "(WIF_TLS_CERT_FILE, WIF_TLS_KEY_FILE, WIF_TLS_CA_FILE); set "
+                "allow_plaintext (WIF_ALLOW_PLAINTEXT=true) only for local development"
             )

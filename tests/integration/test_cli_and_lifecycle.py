@@ -173,3 +173,17 @@ def test_dev_up_writes_endpoints_and_dev_down_stops_everything(tmp_path: Path) -
             not Path(f"/proc/{pid}").exists()
             or "zombie" in Path(f"/proc/{pid}/status").read_text()
         )
+
+
+def test_service_refuses_plaintext_unless_allowed() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIF_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.policy.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode != 0
+    assert "WIF_ALLOW_PLAINTEXT=true" in result.stderr

@@ -49,6 +49,7 @@ def start_replica(service: str, name: str, state: Path, env: dict[str, str]) -> 
     audit = state / f"audit-{name}.jsonl"
     ready.unlink(missing_ok=True)
     full_env = {
+        "WIF_ALLOW_PLAINTEXT": "true",  # as the mesh runs unless started with TLS
         **os.environ,
         **env,
         f"{prefix}_GRPC_LISTEN": grpc_address,

@@ -72,7 +72,9 @@ CASES = [
 
 @pytest.fixture
 def callers() -> Callers:
-    return Callers.from_settings(load_settings(ItsSettings, [], {}), TD)
+    return Callers.from_settings(
+        load_settings(ItsSettings, [], {"WIF_ALLOW_PLAINTEXT": "true"}), TD
+    )
 
 
 @pytest.mark.parametrize(
@@ -102,6 +104,7 @@ def test_settings_replace_the_default_ids() -> None:
     environ = {
         "WIF_STS_IDS": "spiffe://prod.example/ns/wif/sa/sts, spiffe://prod.example/sts2",
         "WIF_OPERATOR_IDS": "spiffe://prod.example/ns/ops/sa/admin",
+        "WIF_ALLOW_PLAINTEXT": "true",
     }
     callers = Callers.from_settings(load_settings(ItsSettings, [], environ), TD)
 

@@ -140,10 +140,14 @@ def test_host_port_refuses_a_malformed_address(value: str) -> None:
         host_port(value)
 
 
-def test_sts_settings_default_to_loopback_addresses() -> None:
-    settings = load_settings(StsSettings, [], {})
+#: Services refuse plaintext unless told; settings tests without TLS say so.
+PLAINTEXT = {"WIF_ALLOW_PLAINTEXT": "true"}
 
-    assert settings == StsSettings()
+
+def test_sts_settings_default_to_loopback_addresses() -> None:
+    settings = load_settings(StsSettings, [], PLAINTEXT)
+
+    assert settings == StsSettings(allow_plaintext=True)
     assert settings.grpc_listen == "127.0.0.1:50052"
     assert settings.http_listen == "127.0.0.1:8082"
     assert settings.its_address == "127.0.0.1:50051"
@@ -158,7 +162,11 @@ def test_sts_settings_read_common_and_own_settings() -> None:
     settings = load_settings(
         StsSettings,
         ["--grpc-listen", "127.0.0.1:0"],
-        {"WIF_ETCD_ENDPOINT": "127.0.0.1:2399", "WIF_AUDIT_LOG": "/tmp/audit.jsonl"},
+        {
+            "WIF_ETCD_ENDPOINT": "127.0.0.1:2399",
+            "WIF_AUDIT_LOG": "/tmp/audit.jsonl",
+            **PLAINTEXT,
+        },
     )
 
     assert settings.grpc_listen == "127.0.0.1:0"
@@ -168,7 +176,9 @@ def test_sts_settings_read_common_and_own_settings() -> None:
 
 def test_sts_settings_refuse_a_bad_policy_address() -> None:
     with pytest.raises(SettingsError) as caught:
-        load_settings(StsSettings, [], {"WIF_POLICY_ADDRESS": "127.0.0.1:99999"})
+        load_settings(
+            StsSettings, [], {"WIF_POLICY_ADDRESS": "127.0.0.1:99999", **PLAINTEXT}
+        )
 
     assert str(caught.value) == (
         "setting policy_address (WIF_POLICY_ADDRESS): '127.0.0.1:99999' "
@@ -177,7 +187,7 @@ def test_sts_settings_refuse_a_bad_policy_address() -> None:
 
 
 def test_tls_settings_are_off_by_default() -> None:
-    settings = load_settings(StsSettings, [], {})
+    settings = load_settings(StsSettings, [], PLAINTEXT)
 
     assert (settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file) == (
         None,
@@ -217,7 +227,10 @@ def test_caller_ids_are_comma_separated_spiffe_ids() -> None:
     settings = load_settings(
         StsSettings,
         [],
-        {"WIF_OPERATOR_IDS": "spiffe://a.example/ops/1, spiffe://a.example/ops/2,"},
+        {
+            "WIF_OPERATOR_IDS": "spiffe://a.example/ops/1, spiffe://a.example/ops/2,",
+            **PLAINTEXT,
+        },
     )
 
     assert settings.operator_ids == (
@@ -232,3 +245,10 @@ def test_caller_ids_refuse_what_is_not_a_spiffe_id() -> None:
 
     assert "setting sts_ids (WIF_STS_IDS)" in str(caught.value)
     assert "is not a SPIFFE ID" in str(caught.value)
+
+
+def test_settings_without_tls_refuse_to_start_unless_plaintext_is_allowed() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(StsSettings, [], {})
+
+    assert "set allow_plaintext (WIF_ALLOW_PLAINTEXT=true)" in str(caught.value)

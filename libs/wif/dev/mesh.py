@@ -248,6 +248,8 @@ def _full_env(name: str, endpoints: dict[str, Any]) -> dict[str, str]:
             WIF_TLS_KEY_FILE=tls["service_certs"][name]["key"],
             WIF_TLS_CA_FILE=tls["ca"],
         )
+    else:
+        env["WIF_ALLOW_PLAINTEXT"] = "true"
     env.update(endpoints.get("service_env", {}))
     return env
 
