@@ -164,7 +164,7 @@ def client_channel(
     checks the peer's against the CA bundle and ``target``'s host name or
     address; it re-opens itself when the files change.
     """
-    # TODO(#3): the peer is checked by host name (DNS or IP SAN), not by its
+    # TODO(#7): the peer is checked by host name (DNS or IP SAN), not by its
     # SPIFFE ID: grpc python exposes no custom server certificate verifier.
     options = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -104,7 +104,7 @@ async def build(settings: ItsSettings) -> ServiceParts:
         check_interval=settings.key_check_interval,
         lease_seconds=settings.leader_lease,
     )
-    trust = TrustFollower(store)
+    trust = TrustFollower(store, audit=audit)
     servicer = IdentityTokenServicer(keys, trust, audit, schedule)
     admin = KeyAdminServicer(rotator)
 

@@ -32,8 +32,8 @@ async def build(settings: PolicySettings) -> ServiceParts:
     keyring = KeyringFollower(store)
     risk = RiskTracker(RiskSettings(max_principals=settings.risk_history_principals))
     decider = Decider(PolicyEngine(), quarantines, risk)
-    trust = TrustFollower(store, on_change=decider.load)
     audit = AuditLog("policy", settings.audit_log)
+    trust = TrustFollower(store, on_change=decider.load, audit=audit)
     servicer = PolicyServicer(decider, audit)
     authorizer = EnvoyAuthorizer(
         decider,

@@ -150,6 +150,21 @@ class Explanation:
     scopes: tuple[str, ...] = ()
 
 
+def _denial(target: Audience, answer: policy_pb2.DecideResponse) -> AccessDenied:
+    """The refusal for a denied target; a quarantine is the caller's own to know."""
+    metadata = {"audience": target.id, "policyIds": ",".join(answer.policy_ids)}
+    quarantine = next((e for e in answer.errors if e.startswith("quarantined")), None)
+    if quarantine is not None:
+        return AccessDenied(
+            f"this workload is {quarantine}",
+            reason="PRINCIPAL_QUARANTINED",
+            metadata=metadata,
+        )
+    return AccessDenied(
+        f"the policy does not allow an exchange for {target.id!r}", metadata=metadata
+    )
+
+
 def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(values)
@@ -351,13 +366,7 @@ class TokenExchanger:
                 grant.policy_ids.extend(answer.policy_ids)
                 if answer.decision != policy_pb2.DECISION_ALLOW:
                     span.set_attribute("wif.decision", "deny")
-                    raise AccessDenied(
-                        f"the policy does not allow an exchange for {target.id!r}",
-                        metadata={
-                            "audience": target.id,
-                            "policyIds": ",".join(answer.policy_ids),
-                        },
-                    )
+                    raise _denial(target, answer)
                 grant.scopes.update(answer.granted_scopes)
             span.set_attribute("wif.decision", "allow")
         return grant

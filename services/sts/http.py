@@ -24,7 +24,8 @@ loopback by default, and any other caller gets 403 ``access_denied``. There
 is no client authentication yet, so any process in those networks may
 introspect or revoke any mesh token: keep the list to the relying services'
 own networks.
-TODO(#4): authenticate introspection and revocation callers by mTLS.
+TODO(#7): authenticate introspection and revocation callers by client
+certificate on a TLS listener of their own.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from services.sts.exchange import (
     GRANT_TYPE,
     ExchangeRequest,
     ExchangeResult,
+    Explanation,
     TokenExchanger,
 )
 from services.sts.revocation import TokenAdministration
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 TOKEN_PATH = "/token"
 INTROSPECT_PATH = "/introspect"
 REVOKE_PATH = "/revoke"
+#: The same form as TOKEN_PATH; answers each check's outcome, issues nothing.
+EXPLAIN_PATH = "/token/explain"
 MAX_FORM_BYTES = 64 * 1024
 #: Seconds a client has to send the whole body once its headers arrived.
 BODY_TIMEOUT_SECONDS = 5.0
@@ -217,6 +221,28 @@ def rate_limit(admission: Admission) -> Middleware:
     return middleware
 
 
+def explanation_body(explanation: Explanation) -> dict[str, object]:
+    """The JSON answer of the explain endpoint: every check and the verdict."""
+    refusal = explanation.refusal
+    return {
+        "would_issue": refusal is None,
+        "error": refusal.oauth_error if refusal else None,
+        "reason": refusal.reason if refusal else None,
+        "subject": explanation.subject or None,
+        "audience": list(explanation.audiences),
+        "scope": " ".join(explanation.scopes),
+        "checks": [
+            {
+                "name": check.name,
+                "outcome": check.outcome.value,
+                "reason": check.reason,
+                "detail": check.detail,
+            }
+            for check in explanation.checks
+        ],
+    }
+
+
 def build_app(
     exchanger: TokenExchanger,
     admin: TokenAdministration | None = None,
@@ -235,6 +261,16 @@ def build_app(
         except WifError as error:
             return error_response(error)
         return _success(result)
+
+    async def explain(request: web.Request) -> web.Response:
+        try:
+            form = await _read_form(request)
+            explanation = await exchanger.explain(
+                exchange_request(form, request.remote or "")
+            )
+        except WifError as error:
+            return error_response(error)
+        return web.json_response(explanation_body(explanation), headers=_NO_STORE)
 
     async def introspect(request: web.Request) -> web.Response:
         assert admin is not None
@@ -260,6 +296,7 @@ def build_app(
         middlewares.append(rate_limit(admission))
     app = web.Application(client_max_size=MAX_FORM_BYTES, middlewares=middlewares)
     app.router.add_post(TOKEN_PATH, token)
+    app.router.add_post(EXPLAIN_PATH, explain)
     if admin is not None:
         app.router.add_post(INTROSPECT_PATH, introspect)
         app.router.add_post(REVOKE_PATH, revoke)

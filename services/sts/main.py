@@ -34,15 +34,15 @@ SERVICE_NAME = sts_pb2.DESCRIPTOR.services_by_name["SecurityTokenService"].full_
 async def build(settings: StsSettings) -> ServiceParts:
     """Wires the STS from its settings, inside the running event loop."""
     store = EtcdStore(settings.etcd_endpoint)
-    trust = TrustFollower(store)
+    audit = AuditLog("sts", settings.audit_log)
+    trust = TrustFollower(store, audit=audit)
     keyring = KeyringFollower(store)
     tls = TlsFiles.from_settings(settings)
     policy_channel = client_channel(settings.policy_address, tls)
     its_channel = client_channel(settings.its_address, tls)
     session = aiohttp.ClientSession(trust_env=False)
     revoked = RevocationList(store)
-    validator = MeshTokenValidator(trust, keyring, revoked)
-    audit = AuditLog("sts", settings.audit_log)
+    validator = MeshTokenValidator(trust, keyring, revoked, audit=audit)
     foreign_keys = ForeignKeys(
         session,
         fetch_timeout=settings.jwks_fetch_timeout_seconds,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.sts.checks import safe_metadata
+from wif.audit import AuditLog
 from wif.errors import InvalidGrant, InvalidToken
 from wif.keyring import KeyringFollower
 from wif.mesh_tokens import MESH_CLOCK_SKEW_SECONDS, MeshToken, verify_mesh_token
@@ -118,7 +119,9 @@ class MeshTokenValidator:
         keyring: KeyringFollower,
         revocations: RevocationList,
         clock: Callable[[], float] = time.time,
+        audit: AuditLog | None = None,
     ) -> None:
+        self._audit = audit
         self._trust = trust
         self._keyring = keyring
         self._revocations = revocations
@@ -126,7 +129,30 @@ class MeshTokenValidator:
         self.cache = ValidationCache()
 
     def validate(self, token: str, audience: str = "") -> ValidToken:
-        """The token's facts; raises ``InvalidToken`` naming the failed check."""
+        """The token's facts; raises ``InvalidToken`` naming the failed check.
+
+        Every outcome is an audit record, written with the next batch (the
+        caller does not wait for the disk: a validation hands nothing out).
+        """
+        try:
+            valid = self._validate(token, audience)
+        except InvalidGrant as error:
+            if self._audit is not None:
+                self._audit.record_nowait(
+                    "token.validated", "refused", reason=error.reason, audience=audience
+                )
+            raise
+        if self._audit is not None:
+            self._audit.record_nowait(
+                "token.validated",
+                "ok",
+                token_id=valid.token_id,
+                subject=valid.subject,
+                audience=audience,
+            )
+        return valid
+
+    def _validate(self, token: str, audience: str) -> ValidToken:
         now = self._clock()
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         cached = self.cache.get(digest, now)

@@ -42,9 +42,9 @@ from wif.trust.config import TRUST_PREFIX
 from wif.trust.expressions import MAX_CEL_INPUT_DEPTH
 from wif.v1 import sts_pb2
 
-#: How long etcd stays down. The issue asks for a minute; the behaviour does
-#: not change after the followers' backoff tops out (5 s), so 12 s shows it.
-ETCD_OUTAGE_SECONDS = 12.0
+#: How long etcd stays down: a minute, as the issue asks, well past the point
+#: where the followers' reconnect backoff tops out (5 s).
+ETCD_OUTAGE_SECONDS = 60.0
 #: The STS's deadline for each Policy and ITS call in this mesh.
 PEER_TIMEOUT_SECONDS = 1.0
 BREAKER_FAILURES = 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.parse
@@ -14,6 +15,7 @@ import pytest
 from tests.support.mesh import (
     TOKEN_EXCHANGE,
     TYPE_JWT,
+    audit_records,
     exchange,
     job_token,
     refusal,
@@ -23,10 +25,10 @@ from wif.v1 import sts_pb2
 
 
 def _post_form(
-    mesh: dict[str, Any], fields: list[tuple[str, str]]
+    mesh: dict[str, Any], fields: list[tuple[str, str]], path: str = "/token"
 ) -> tuple[int, dict[str, str], dict[str, Any]]:
     body = urllib.parse.urlencode(fields).encode()
-    url = mesh["sts"]["http"] + "/token"
+    url = mesh["sts"]["http"] + path
     request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -151,3 +153,48 @@ async def test_validate_token_refuses_wrong_audience_and_foreign_tokens(
         "invalid_token",
     )
     assert refusal(foreign.value)[1] in {"UNKNOWN_KEY_ID", "ISSUER_MISMATCH"}
+
+
+def test_http_explain_names_the_failed_check_and_issues_nothing(
+    mesh: dict[str, Any],
+) -> None:
+    issued_before = len(audit_records(mesh, "its"))
+    status, headers, body = _post_form(
+        mesh,
+        [
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", job_token(mesh, "github-untrusted-branch")),
+            ("subject_token_type", TYPE_JWT),
+            ("audience", "payments-api"),
+        ],
+        path="/token/explain",
+    )
+
+    outcomes = {check["name"]: check["outcome"] for check in body["checks"]}
+    assert (status, headers["Cache-Control"]) == (200, "no-store")
+    assert body["would_issue"] is False
+    assert (body["error"], body["reason"]) == (
+        "invalid_grant",
+        "ATTRIBUTE_CONDITION_FAILED",
+    )
+    assert outcomes["signature"] == "passed"
+    assert outcomes["condition"] == "failed"
+    assert "access_token" not in body
+    assert len(audit_records(mesh, "its")) == issued_before
+
+
+async def test_validations_and_configuration_changes_are_audited(
+    mesh: dict[str, Any],
+) -> None:
+    issued = await exchange(mesh, job_token(mesh, "github-payments-deploy"))
+
+    await _validate(mesh, issued.access_token, "payments-api")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await _validate(mesh, issued.access_token, "search-api")
+    await asyncio.sleep(0.2)  # validations are written with the next batch
+
+    records = audit_records(mesh, "sts")
+    validated = [r for r in records if r["event"] == "token.validated"]
+    assert {"ok", "refused"} <= {r["outcome"] for r in validated}
+    assert any(r.get("token_id") == issued.token_id for r in validated)
+    assert any(r["event"] == "config.changed" for r in records)

@@ -432,6 +432,7 @@ async def test_a_quarantine_from_the_cli_denies_everything_until_released(
     assert check.status.code == code_pb2.PERMISSION_DENIED
     assert "quarantined until" in answer_headers(check)["x-wif-reason"]
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "quarantined until" in (refused.value.details() or "")
     assert released.returncode == 0, released.stderr
     assert list(allowed.policy_ids) == ["payments-reach-internal-payments"]
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from wif.audit import AuditLog
 from wif.errors import ConfigError, TemporarilyUnavailable
 from wif.store import EtcdStore, Snapshot
 from wif.trust.config import TRUST_PREFIX, TrustConfig, from_etcd_items
@@ -31,9 +32,11 @@ class TrustFollower:
         self,
         store: EtcdStore,
         on_change: Callable[[TrustConfig], None] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._store = store
         self._on_change = on_change
+        self._audit = audit
         self._current: TrustConfig | None = None
         self._changed = asyncio.Condition()
         self.last_error: str | None = None
@@ -69,9 +72,11 @@ class TrustFollower:
                 snapshot.revision,
                 error.message,
             )
+            self._record("refused", snapshot.revision, error=error.message)
             return
         self._current = config
         self.last_error = None
+        self._record("ok", snapshot.revision)
         log.info(
             "trust configuration revision %d in force",
             snapshot.revision,
@@ -79,6 +84,12 @@ class TrustFollower:
         )
         async with self._changed:
             self._changed.notify_all()
+
+    def _record(self, outcome: str, revision: int, **fields: str) -> None:
+        if self._audit is not None:
+            self._audit.record_nowait(
+                "config.changed", outcome, config_revision=revision, **fields
+            )
 
     async def wait_until_loaded(self, timeout: float) -> TrustConfig:
         """Waits for a first good configuration; raises TimeoutError."""
