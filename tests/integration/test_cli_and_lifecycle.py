@@ -162,6 +162,23 @@ def test_dev_up_writes_endpoints_and_dev_down_stops_everything(tmp_path: Path) -
         assert (
             _health(endpoints["sts"]["grpc"]) == health_pb2.HealthCheckResponse.SERVING
         )
+        assert "... starting etcd" in up.stderr
+        assert "... starting the sts service" in up.stderr
+        assert json.loads(up.stdout)["etcd"] == endpoints["etcd"]
+        apply = _wif(
+            "--state-dir", str(state), "config", "apply", "config/dev-trust.yaml",
+            "--json",
+        )  # fmt: skip
+        assert apply.returncode == 0, apply.stderr
+        assert "... validating config/dev-trust.yaml" in apply.stderr
+        assert "... writing " in apply.stderr
+        revision = json.loads(apply.stdout)["revision"]
+        assert f"... etcd revision {revision}" in apply.stderr
+        diff = _wif(
+            "--state-dir", str(state), "config", "diff", "config/dev-trust.yaml"
+        )
+        assert diff.returncode == 0, diff.stdout + diff.stderr
+        assert "identical" in diff.stdout
         pids = list(endpoints["pids"].values())
     finally:
         down = _wif("--state-dir", str(state), "dev", "down")

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from wif.dev.mesh import dev_channel
 from wif.dev.oidc import fetch_job_token, job_credentials
 from wif.grpc_errors import error_info
 from wif.v1 import sts_pb2, sts_pb2_grpc
@@ -27,25 +28,8 @@ def job_token(mesh: dict[str, Any], job: str, audience: str = MESH_AUDIENCE) -> 
 def mesh_channel(
     mesh: dict[str, Any], service: str, identity: str | None = "operator"
 ) -> grpc.aio.Channel:
-    """A channel to one of the mesh's services, as the mesh speaks it.
-
-    On a mesh with mTLS, ``identity`` chooses the client certificate: the
-    operator's, a service's (``"sts"``) or none; without TLS it is ignored.
-    """
-    address = mesh[service]["grpc"]
-    tls = mesh.get("tls")
-    if not tls:
-        return grpc.aio.insecure_channel(address)
-    key: bytes | None = None
-    cert: bytes | None = None
-    if identity == "operator":
-        key = Path(tls["operator_key"]).read_bytes()
-        cert = Path(tls["operator_cert"]).read_bytes()
-    elif identity is not None:
-        key = Path(tls["service_certs"][identity]["key"]).read_bytes()
-        cert = Path(tls["service_certs"][identity]["cert"]).read_bytes()
-    credentials = grpc.ssl_channel_credentials(Path(tls["ca"]).read_bytes(), key, cert)
-    return grpc.aio.secure_channel(address, credentials)
+    """A channel to one of the mesh's services (see ``wif.dev.mesh.dev_channel``)."""
+    return dev_channel(mesh, service, identity)
 
 
 def sts_stub(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,8 @@ def variables(args: argparse.Namespace) -> dict[str, str]:
 
 def emit(args: argparse.Namespace, text: str, data: dict[str, Any]) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
+
+
+def progress(message: str) -> None:
+    """One step of something slow, on stderr so stdout stays parseable."""
+    print(f"... {message}", file=sys.stderr, flush=True)

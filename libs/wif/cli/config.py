@@ -1,4 +1,8 @@
-"""``wif config``: validate, apply and read the trust configuration."""
+"""``wif config``: validate, apply, compare and read the trust configuration.
+
+``diff`` exits 0 when the file matches etcd, 1 when they differ (like
+``diff(1)``) and 3 when etcd is unreachable.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from wif.cli.common import emit, etcd_endpoint, variables
+from wif.cli.common import EXIT_FAILED, emit, etcd_endpoint, progress, variables
 from wif.errors import ConfigError
 from wif.store import (
     DEFAULT_MAX_REQUEST_BYTES,
@@ -16,6 +20,7 @@ from wif.store import (
     transaction_problem,
 )
 from wif.trust.config import TRUST_PREFIX, from_etcd_items, load_file, to_etcd_items
+from wif.trust.diff import DocumentDiff, diff_items
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
@@ -37,16 +42,63 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_config_apply(args: argparse.Namespace) -> int:
-    from wif.dev.mesh import apply_config
+    from wif.store import EtcdStore
 
     endpoint = etcd_endpoint(args)
-    revision = asyncio.run(apply_config(endpoint, Path(args.file), variables(args)))
+    progress(f"validating {args.file}")
+    items = to_etcd_items(load_file(Path(args.file), variables(args)))
+
+    async def write() -> int:
+        async with EtcdStore(endpoint) as store:
+            progress(f"writing {len(items)} documents to etcd at {endpoint}")
+            return await store.replace_prefix(TRUST_PREFIX, items)
+
+    revision = asyncio.run(write())
+    progress(f"etcd revision {revision}")
     emit(
         args,
         f"applied {args.file} at etcd revision {revision}",
         {"file": args.file, "revision": revision},
     )
     return 0
+
+
+_MARKS = {"added": "+", "removed": "-", "changed": "~"}
+
+
+def _diff_line(diff: DocumentDiff) -> str:
+    line = f"{_MARKS[diff.change]} {diff.document}"
+    return f"{line}: {', '.join(diff.fields)}" if diff.fields else line
+
+
+def cmd_config_diff(args: argparse.Namespace) -> int:
+    """Exit 0 when the file matches etcd, 1 when they differ."""
+    from wif.store import EtcdStore
+
+    wanted = to_etcd_items(load_file(Path(args.file), variables(args)))
+
+    async def read() -> Any:
+        async with EtcdStore(etcd_endpoint(args)) as store:
+            return await store.get_prefix(TRUST_PREFIX)
+
+    snapshot = asyncio.run(read())
+    diffs = diff_items(wanted, snapshot.items)
+    where = f"etcd revision {snapshot.revision}"
+    text = "\n".join(
+        [_diff_line(d) for d in diffs]
+        + [f"{len(diffs)} documents differ from {where}" if diffs else ""]
+    ).strip()
+    emit(
+        args,
+        text or f"{args.file} is identical to {where}",
+        {
+            "file": args.file,
+            "revision": snapshot.revision,
+            "identical": not diffs,
+            "documents": [d.as_dict() for d in diffs],
+        },
+    )
+    return EXIT_FAILED if diffs else 0
 
 
 def cmd_config_get(args: argparse.Namespace) -> int:
@@ -70,6 +122,11 @@ def register(groups: Any) -> None:
     for name, func, text in (
         ("validate", cmd_config_validate, "check a file without writing it"),
         ("apply", cmd_config_apply, "validate a file and write it to etcd whole"),
+        (
+            "diff",
+            cmd_config_diff,
+            "compare a file with etcd, per document (exit 1 when they differ)",
+        ),
     ):
         sub = config.add_parser(name, help=text)
         sub.add_argument("file")

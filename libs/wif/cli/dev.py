@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
-from wif.cli.common import emit, state_dir
+from wif.cli.common import emit, progress, state_dir
 
 
 def cmd_dev_up(args: argparse.Namespace) -> int:
@@ -17,7 +19,11 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
     trust = Path(args.trust_config) if args.trust_config else None
     try:
         endpoints = start_mesh(
-            state.resolve(), with_oidc=args.oidc, trust_config=trust, tls=args.tls
+            state.resolve(),
+            with_oidc=args.oidc,
+            trust_config=trust,
+            tls=args.tls,
+            progress=progress,
         )
     except BaseException:
         stop_mesh(state)
@@ -43,9 +49,15 @@ def cmd_dev_down(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """With --json the narration goes to stderr and the outcome to stdout."""
     from wif.dev.demo import run_demo
 
-    return run_demo(state_dir(args).resolve())
+    if not args.json:
+        return run_demo(state_dir(args).resolve())
+    with contextlib.redirect_stdout(sys.stderr):
+        code = run_demo(state_dir(args).resolve())
+    emit(args, "", {"completed": code == 0, "exit_code": code})
+    return code
 
 
 def register(groups: Any) -> None:

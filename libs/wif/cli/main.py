@@ -1,8 +1,11 @@
 """``wif``: configuration, the local mesh, the demo and token inspection.
 
 Exit codes: 0 success, 1 the operation failed (a refusal, an invalid
-configuration), 2 bad usage, 3 a dependency (etcd, the mesh) unreachable.
-Each command group lives in its own module with a ``register`` function.
+configuration, an invalid token, a tampered audit file, or a configuration
+that differs from etcd for ``config diff``), 2 bad usage, 3 a dependency
+(etcd, the mesh) unreachable. ``--json`` is accepted before the group or
+after any command. Each command group lives in its own module with a
+``register`` function.
 """
 
 from __future__ import annotations
@@ -37,7 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", required=True)
     for group in GROUPS:
         group.register(groups)
+    _accept_json_after_commands(parser)
     return parser
+
+
+def _accept_json_after_commands(parser: argparse.ArgumentParser) -> None:
+    """Lets every command take ``--json`` after its name, not only before."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for sub in action.choices.values():
+            if "--json" not in sub._option_string_actions:
+                sub.add_argument(
+                    "--json",
+                    action="store_true",
+                    default=argparse.SUPPRESS,
+                    help="print JSON",
+                )
+            _accept_json_after_commands(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -227,11 +227,8 @@ def register(groups: Any) -> None:
     ):
         sub = policy.add_parser(name, help=text)
         sub.add_argument("--policy", help="Policy service host:port")
-        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
         if name == "report":
             sub.add_argument(
                 "--max-principals", type=int, default=0, help="principals to evaluate"
             )
         sub.set_defaults(func=func)
-    for sub in (quarantine, release):
-        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)

@@ -21,11 +21,11 @@ from typing import Any
 
 import grpc
 
-from wif.dev.mesh import repo_root, start_mesh, stop_mesh
+from wif.dev.mesh import dev_channel, repo_root, start_mesh, stop_mesh
 from wif.dev.oidc import fetch_job_token, job_credentials, verify_with_node_jose
 from wif.grpc_errors import error_info
 from wif.tokens import parse_compact
-from wif.v1 import sts_pb2, sts_pb2_grpc
+from wif.v1 import its_pb2, its_pb2_grpc, sts_pb2, sts_pb2_grpc
 
 MESH_AUDIENCE = "https://wif.acme.example"
 TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
@@ -50,8 +50,10 @@ def _claims_summary(token: str, names: tuple[str, ...]) -> str:
     return "\n".join(f"{name}: {claims.get(name)}" for name in names)
 
 
-async def _exchange(sts: str, token: str, audience: str, scopes: list[str]) -> Any:
-    async with grpc.aio.insecure_channel(sts) as channel:
+async def _exchange(
+    endpoints: dict[str, Any], token: str, audience: str, scopes: list[str]
+) -> Any:
+    async with dev_channel(endpoints, "sts", identity=None) as channel:
         stub = sts_pb2_grpc.SecurityTokenServiceStub(channel)
         request = sts_pb2.ExchangeTokenRequest(
             subject_token=token,
@@ -62,21 +64,41 @@ async def _exchange(sts: str, token: str, audience: str, scopes: list[str]) -> A
         return await stub.ExchangeToken(request, timeout=10)
 
 
-async def _validate(sts: str, token: str, audience: str) -> Any:
-    async with grpc.aio.insecure_channel(sts) as channel:
+async def _validate(endpoints: dict[str, Any], token: str, audience: str) -> Any:
+    async with dev_channel(endpoints, "sts", identity=None) as channel:
         stub = sts_pb2_grpc.SecurityTokenServiceStub(channel)
         request = sts_pb2.ValidateTokenRequest(token=token, audience=audience)
         return await stub.ValidateToken(request, timeout=10)
 
 
-def _refusal(sts: str, token: str, audience: str) -> str:
+def _describe(exc: grpc.aio.AioRpcError) -> str:
+    info = error_info(exc)
+    reason = info.reason if info else "?"
+    oauth = info.metadata.get("oauthError", "?") if info else "?"
+    return f"refused: {exc.code().name}, {oauth} ({reason}): {exc.details()}"
+
+
+def _refusal(endpoints: dict[str, Any], token: str, audience: str) -> str:
     try:
-        asyncio.run(_exchange(sts, token, audience, []))
+        asyncio.run(_exchange(endpoints, token, audience, []))
     except grpc.aio.AioRpcError as exc:
-        info = error_info(exc)
-        reason = info.reason if info else "?"
-        oauth = info.metadata.get("oauthError", "?") if info else "?"
-        return f"refused: {exc.code().name}, {oauth} ({reason}): {exc.details()}"
+        return _describe(exc)
+    return "NOT refused (unexpected)"
+
+
+async def _sign_as_operator(endpoints: dict[str, Any], trust_domain: str) -> str:
+    """Asks the ITS to sign directly, with a certificate that is not the STS's."""
+    async with dev_channel(endpoints, "its", identity="operator") as channel:
+        stub = its_pb2_grpc.IdentityTokenServiceStub(channel)
+        request = its_pb2.IssueTokenRequest(
+            subject=f"spiffe://{trust_domain}/payments-ci/forged",
+            audiences=["ledger-admin"],
+            lifetime_seconds=3600,
+        )
+        try:
+            await stub.IssueToken(request, timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            return _describe(exc)
     return "NOT refused (unexpected)"
 
 
@@ -104,14 +126,15 @@ def show(*lines: str) -> None:
 
 def _steps(endpoints: dict[str, Any]) -> None:
     issuer = endpoints["oidc"]["issuer"]
-    sts = endpoints["sts"]["grpc"]
 
     say("1. A CI job asks its platform's OpenID provider for a job token")
     job_token = _job_token(issuer, "github-payments-deploy")
     show(f"provider: {issuer}", _claims_summary(job_token, JOB_CLAIMS))
 
     say("2. The job exchanges it at the STS over gRPC for the payments API")
-    result = asyncio.run(_exchange(sts, job_token, "payments-api", ["payments.read"]))
+    result = asyncio.run(
+        _exchange(endpoints, job_token, "payments-api", ["payments.read"])
+    )
     show(
         f"issued token id {result.token_id}, expires in {result.expires_in} s",
         _claims_summary(result.access_token, ISSUED_CLAIMS),
@@ -125,7 +148,7 @@ def _steps(endpoints: dict[str, Any]) -> None:
     show(f"verified: sub={verified['sub']} aud={verified['aud']}")
 
     say("4. The payments API asks the STS to validate the token (ValidateToken)")
-    valid = asyncio.run(_validate(sts, result.access_token, "payments-api"))
+    valid = asyncio.run(_validate(endpoints, result.access_token, "payments-api"))
     show(f"valid: subject {valid.subject}, token id {valid.token_id}")
 
     say("5. The same exchange through the standard HTTP token endpoint (RFC 8693)")
@@ -139,10 +162,13 @@ def _steps(endpoints: dict[str, Any]) -> None:
 
     say("6. Refused: a job on an unprotected branch fails the provider's condition")
     untrusted = _job_token(issuer, "github-untrusted-branch")
-    show(_refusal(sts, untrusted, "payments-api"))
+    show(_refusal(endpoints, untrusted, "payments-api"))
 
     say("7. Refused: the trusted job asks for an audience no policy grants it")
-    show(_refusal(sts, job_token, "ledger-admin"))
+    show(_refusal(endpoints, job_token, "ledger-admin"))
+
+    say("8. Refused: a caller that is not the STS asks the ITS to sign (mTLS)")
+    show(asyncio.run(_sign_as_operator(endpoints, "acme.example")))
 
 
 def run_demo(state: Path) -> int:
@@ -153,11 +179,13 @@ def run_demo(state: Path) -> int:
 
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        say("0. Starting etcd, the ITS, the Policy and STS services, an OIDC provider")
-        endpoints = start_mesh(state, with_oidc=True)
+        say("0. Starting etcd, the ITS, Policy and STS (mTLS), and an OIDC provider")
+        endpoints = start_mesh(state, with_oidc=True, tls=True)
         print(f"   endpoints written to {state / 'endpoints.json'}")
         _steps(endpoints)
-        say("Done: a real exchange, checked independently, and two explained refusals")
+        say(
+            "Done: a real exchange, checked independently, and three explained refusals"
+        )
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted")

@@ -22,8 +22,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import grpc
 
 from wif.dev.ca import DevCa
 from wif.dev.etcd import EtcdServer, free_port, start_etcd
@@ -138,6 +141,7 @@ def start_mesh(
     etcd: EtcdServer | None = None,
     service_env: dict[str, str] | None = None,
     tls: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Starts the mesh in the background and returns its endpoints.
 
@@ -145,8 +149,10 @@ def start_mesh(
     the endpoints' ``pids``: the caller stops (or restarts) it. Each service
     gets ``service_env`` on top of the usual environment, for settings.
     With ``tls`` the services speak mTLS with certificates from a fresh
-    development CA (see :func:`issue_dev_certificates`).
+    development CA (see :func:`issue_dev_certificates`). ``progress`` is
+    told each step as it begins.
     """
+    step = progress or (lambda message: None)
     root = repo_root()
     state.mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(exist_ok=True)
@@ -170,6 +176,7 @@ def start_mesh(
     _write(state, endpoints)
 
     if etcd is None:
+        step("starting etcd")
         etcd = start_etcd(state / "etcd", log_file=state / "logs" / "etcd.log")
         assert etcd.process is not None, "start_etcd returns a running server"
         endpoints["pids"]["etcd"] = etcd.process.pid
@@ -179,6 +186,7 @@ def start_mesh(
     environ = dict(os.environ)
     environ["WIF_ISSUER"] = f"http://{LOOPBACK}:{ports['its_http']}"
     if with_oidc:
+        step("starting the OpenID provider")
         oidc = start_oidc_provider(root, log_file=state / "logs" / "oidc.log")
         endpoints["oidc"] = {"issuer": oidc.issuer}
         endpoints["pids"]["oidc"] = oidc.process.pid
@@ -190,10 +198,13 @@ def start_mesh(
     endpoints["config_variables"] = {
         k: v for k, v in environ.items() if k in ("WIF_ISSUER", "WIF_DEV_OIDC_ISSUER")
     }
+    step(f"applying the trust configuration {config_path.name}")
     endpoints["config_revision"] = asyncio.run(
         apply_config(etcd.endpoint, config_path, environ)
     )
 
+    if tls:
+        step("issuing certificates from a development CA")
     certificates = issue_dev_certificates(state) if tls else {}
     if tls:
         operator = certificates["operator"]
@@ -211,11 +222,13 @@ def start_mesh(
         }
     processes = {}
     for name in SERVICES:
+        step(f"starting the {name} service")
         env = _full_env(name, endpoints)
         processes[name] = _start_service(name, env, state)
         endpoints["pids"][name] = processes[name].pid
         _write(state, endpoints)
     for name, process in processes.items():
+        step(f"waiting for the {name} service to be ready")
         _wait_ready(name, process, state)
 
     endpoints.update(
@@ -316,3 +329,28 @@ def _reap(pids: Any) -> None:
     for pid in pids:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def dev_channel(
+    endpoints: dict[str, Any], service: str, identity: str | None = "operator"
+) -> grpc.aio.Channel:
+    """A channel to one of the local mesh's services, as the mesh speaks it.
+
+    On a mesh with mTLS, ``identity`` chooses the client certificate: the
+    operator's, a service's (``"sts"``) or none (a workload calling the STS);
+    without TLS it is ignored.
+    """
+    address = endpoints[service]["grpc"]
+    tls = endpoints.get("tls")
+    if not tls:
+        return grpc.aio.insecure_channel(address)
+    key: bytes | None = None
+    cert: bytes | None = None
+    if identity == "operator":
+        key = Path(tls["operator_key"]).read_bytes()
+        cert = Path(tls["operator_cert"]).read_bytes()
+    elif identity is not None:
+        key = Path(tls["service_certs"][identity]["key"]).read_bytes()
+        cert = Path(tls["service_certs"][identity]["cert"]).read_bytes()
+    credentials = grpc.ssl_channel_credentials(Path(tls["ca"]).read_bytes(), key, cert)
+    return grpc.aio.secure_channel(address, credentials)
