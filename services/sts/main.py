@@ -8,9 +8,10 @@ import aiohttp
 import grpc
 
 from services.sts.admission import Admission
-from services.sts.exchange import Peer, TokenExchanger, is_outage
+from services.sts.exchange import TokenExchanger
 from services.sts.foreign_keys import ForeignKeys
 from services.sts.http import build_app
+from services.sts.peers import Peer, is_outage
 from services.sts.replay import ReplayGuard
 from services.sts.revocation import TokenAdministration
 from services.sts.servicer import SecurityTokenServicer
