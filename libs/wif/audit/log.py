@@ -6,7 +6,8 @@ or reordered line breaks the chain (:mod:`wif.audit.verify` finds it).
 arrive together are written and synced together (group commit), so a
 caller that hands out a token after recording its issuance never hands out
 an unrecorded token, and a burst costs one ``fsync``, not one per record.
-Records hold token ids and hashes, never tokens.
+Records hold token ids and hashes, never tokens. Without an audit file the
+records go to the service log instead (logger ``wif.audit``).
 """
 
 from __future__ import annotations
@@ -113,13 +114,13 @@ class AuditLog:
         entry["prev"] = self._previous
         entry["hash"] = record_hash(entry)
         self._previous = entry["hash"]
-        done = self._enqueue(entry)
-        log.info("audit %s %s", event, outcome, extra={"fields": {"audit": entry}})
-        return done
-
-    def _enqueue(self, entry: dict[str, Any]) -> asyncio.Future[None] | None:
         if self._path is None:
+            # No audit file: the service log is where the record goes.
+            log.info("audit %s %s", event, outcome, extra={"fields": {"audit": entry}})
             return None
+        return self._enqueue(entry)
+
+    def _enqueue(self, entry: dict[str, Any]) -> asyncio.Future[None]:
         line = json.dumps(entry, sort_keys=True, default=str, separators=(",", ":"))
         done = asyncio.get_running_loop().create_future()
         self._pending.append(((line + "\n").encode(), done))
