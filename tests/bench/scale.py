@@ -7,6 +7,10 @@ validate the configuration, to rebuild it from its etcd items (what every
 service does on each change), the growth of resident memory while it is built
 and held, and the cost of authenticating one subject token in process:
 provider lookup by issuer, key, signature, claims, condition and mapping.
+Then, through an etcd with its default limits (128 operations and 1.5 MiB per
+transaction), the time to apply the configuration as a new version, the time
+until a follower has it in force, and the longest the follower's event loop
+went without running a 5 ms ticker meanwhile.
 """
 
 from __future__ import annotations
@@ -21,14 +25,20 @@ from typing import Any, cast
 from services.sts.foreign_keys import ForeignKeys
 from services.sts.subject import Authenticator
 from tests.bench.policy import SIZES, raw_config, timed
+from wif.dev.etcd import start_etcd
+from wif.store import EtcdStore
 from wif.tokens import SigningKey
 from wif.trust.config import TrustConfig, build_config, from_etcd_items, to_etcd_items
+from wif.trust.follower import TrustFollower
+from wif.trust.stored import apply_items
 
 TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
 AUDIENCE = "https://wif.acme.example"
 #: Distinct providers whose tokens are presented in the per-request loop.
 SAMPLED_PROVIDERS = 200
 ROUNDS = 2000
+#: Seconds a follower may take to load the largest configuration.
+LOAD_TIMEOUT = 600.0
 
 
 def issuer_of(n: int) -> str:
@@ -119,6 +129,37 @@ async def authenticate_cost(config: TrustConfig, tokens: list[str]) -> float:
     return best
 
 
+async def through_etcd(endpoint: str, items: dict[str, bytes]) -> dict[str, float]:
+    """Apply ``items`` through etcd and time a follower loading them."""
+    gaps = [0.0]
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        for _ in range(10_000_000):
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    async with EtcdStore(endpoint) as writer, EtcdStore(endpoint) as reader:
+        follower = TrustFollower(reader)
+        following = asyncio.create_task(follower.run())
+        started = time.perf_counter()
+        await apply_items(writer, items)
+        applied = time.perf_counter()
+        ticker = asyncio.create_task(tick())
+        await follower.wait_until_loaded(LOAD_TIMEOUT)
+        loaded = time.perf_counter()
+        for task in (ticker, following):
+            task.cancel()
+        await asyncio.gather(ticker, following, return_exceptions=True)
+    return {
+        "apply through etcd ms": (applied - started) * 1e3,
+        "follower in force after apply ms": (loaded - applied) * 1e3,
+        "longest event loop stall ms": max(gaps) * 1e3,
+    }
+
+
 def measure(size: int, key: SigningKey) -> dict[str, float]:
     """Every figure of one size."""
     raw = raw_config(size)
@@ -129,12 +170,16 @@ def measure(size: int, key: SigningKey) -> dict[str, float]:
     config, reload_s, held = timed_reload(items)
     tokens = subject_tokens(key, size, SAMPLED_PROVIDERS)
     per_request = asyncio.run(authenticate_cost(config, tokens))
+    del config
+    with start_etcd(max_txn_ops=None) as etcd:
+        etcd_figures = asyncio.run(through_etcd(etcd.endpoint, items))
     return {
         "validate configuration ms": validate_s * 1e3,
         "rebuild from etcd items ms": reload_s * 1e3,
         "etcd items MB": sum(len(v) for v in items.values()) / 1e6,
         "resident growth on reload MB": held / 1e6,
         "authenticate subject us": per_request * 1e6,
+        **etcd_figures,
     }
 
 

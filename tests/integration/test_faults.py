@@ -16,12 +16,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aetcd
 import aiohttp
 import grpc
 import pytest
@@ -37,9 +36,10 @@ from tests.support.mesh import (
 )
 from wif.dev.etcd import EtcdServer, start_etcd
 from wif.dev.mesh import apply_config, restart_service, start_mesh, stop_mesh
-from wif.store import EtcdStore, StoreRefused
+from wif.store import DEFAULT_MAX_REQUEST_BYTES, EtcdStore, StoreRefused
 from wif.trust.config import TRUST_PREFIX
 from wif.trust.expressions import MAX_CEL_INPUT_DEPTH
+from wif.trust.stored import apply_items, read_items
 from wif.v1 import sts_pb2
 
 #: How long etcd stays down: a minute, as the issue asks, well past the point
@@ -453,37 +453,55 @@ async def test_claims_too_complex_for_cel_are_refused_before_evaluation(
 # -- configuration that etcd refuses ---------------------------------------
 
 
-def _too_many_documents(items: dict[str, bytes]) -> dict[str, bytes]:
-    # The test etcd allows 4096 operations in one transaction.
-    extra = {f"{TRUST_PREFIX}audiences/bulk-{i:05d}": b"{}" for i in range(5000)}
-    return {**items, **extra}
-
-
-def _too_many_bytes(items: dict[str, bytes]) -> dict[str, bytes]:
+def _huge_document(items: Mapping[str, bytes]) -> dict[str, bytes]:
     # etcd's default request limit is 1.5 MiB; its gRPC limit 2 MiB.
     return {**items, f"{TRUST_PREFIX}audiences/huge": b"x" * (1700 * 1024)}
 
 
 @pytest.mark.parametrize(
-    "grow", [_too_many_documents, _too_many_bytes], ids=["operations", "bytes"]
+    "max_request_bytes",
+    [DEFAULT_MAX_REQUEST_BYTES, 3 * 1024 * 1024],
+    ids=["refused-before-writing", "refused-by-etcd"],
 )
-async def test_a_configuration_etcd_refuses_leaves_the_prefix_unchanged(
-    fault_mesh: FaultMesh, grow: Callable[[dict[str, bytes]], dict[str, bytes]]
+async def test_a_configuration_etcd_refuses_leaves_the_one_in_force(
+    fault_mesh: FaultMesh, max_request_bytes: int
 ) -> None:
-    async with EtcdStore(fault_mesh.etcd.endpoint) as store:
-        before = await store.get_prefix(TRUST_PREFIX)
+    endpoint = fault_mesh.etcd.endpoint
+    async with EtcdStore(endpoint, max_request_bytes=max_request_bytes) as store:
+        before = await read_items(store)
+        stored_before = await store.get_prefix(TRUST_PREFIX)
         with pytest.raises(StoreRefused):
-            await store.replace_prefix(TRUST_PREFIX, grow(dict(before.items)))
-        after = await store.get_prefix(TRUST_PREFIX)
-    host, port = fault_mesh.etcd.endpoint.rsplit(":", 1)
-    async with aetcd.Client(host=host, port=int(port)) as client:
-        found = await client.get_prefix(TRUST_PREFIX.encode())
+            await apply_items(store, _huge_document(before.items))
+        after = await read_items(store)
+        stored_after = await store.get_prefix(TRUST_PREFIX)
 
     assert dict(after.items) == dict(before.items)
-    assert max(kv.mod_revision for kv in found.kvs) <= before.revision
+    assert after.revision == before.revision
+    assert set(stored_after.items) == set(stored_before.items)
 
 
-def test_config_validate_reports_a_configuration_over_the_transaction_limit(
+def _config_validate(path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "WIF_ISSUER": "http://127.0.0.1:1",
+        "WIF_DEV_OIDC_ISSUER": "http://127.0.0.1:2",
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from wif.cli.main import main; main()",
+            *("config", "validate", str(path), *options),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+
+
+def test_config_validate_accepts_more_documents_than_one_transaction_holds(
     tmp_path: Path,
 ) -> None:
     text = (REPO_ROOT / "config" / "dev-trust.yaml").read_text()
@@ -493,27 +511,19 @@ def test_config_validate_reports_a_configuration_over_the_transaction_limit(
     )
     big = tmp_path / "big.yaml"
     big.write_text(text.replace("\npolicies:", many + "\npolicies:", 1))
-    env = {
-        **os.environ,
-        "WIF_ISSUER": "http://127.0.0.1:1",
-        "WIF_DEV_OIDC_ISSUER": "http://127.0.0.1:2",
-    }
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from wif.cli.main import main; main()",
-            *("config", "validate", str(big)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-        env=env,
+    result = _config_validate(big)
+
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+
+
+def test_config_validate_reports_a_document_larger_than_one_request() -> None:
+    result = _config_validate(
+        REPO_ROOT / "config" / "dev-trust.yaml", "--max-request-bytes", "4200"
     )
 
     assert result.returncode != 0
     (line,) = result.stderr.splitlines()
-    assert "too large to apply at once" in line
-    assert "limit of 128 operations" in line
+    assert "cannot be applied: the document /wif/trust/" in line
+    assert "over the store's limit of 104 bytes for one document" in line

@@ -31,6 +31,7 @@ from wif.dev.mesh import apply_config, start_mesh, stop_mesh
 from wif.store import EtcdStore
 from wif.tokens import base64url
 from wif.trust.config import TRUST_PREFIX
+from wif.trust.stored import apply_items, read_items
 from wif.v1 import policy_pb2, policy_pb2_grpc
 
 DOMAIN = "acme.example"
@@ -229,16 +230,18 @@ async def test_a_bad_policy_in_etcd_leaves_the_active_set_in_force(
     log = Path(own_mesh["state_dir"]) / "logs" / "policy.log"
     async with EtcdStore(own_mesh["etcd"]) as store:
         key = TRUST_PREFIX + "policies/broken"
-        revision = await store.put(
-            key, json.dumps({"id": "broken", "cedar": cedar}).encode()
-        )
+        good = await read_items(store)
+        broken = json.dumps({"id": "broken", "cedar": cedar}).encode()
+        applied = await apply_items(store, {**good.items, key: broken})
         try:
-            refused = await _log_mentions(log, f"revision {revision} is invalid")
+            refused = await _log_mentions(
+                log, f"revision {applied.revision} is invalid"
+            )
             after = await policy.Decide(
                 ask("search", path="acme-corp/search"), timeout=5
             )
         finally:
-            await store.delete(key)
+            await apply_items(store, good.items)
 
     assert refused, "the Policy service never reported the bad revision"
     assert f"policies.broken: {why}" in log.read_text(errors="replace")

@@ -18,6 +18,7 @@ from tests.support.otlp import OtlpReceiver
 from wif.dev.mesh import apply_config
 from wif.store import EtcdStore
 from wif.trust.config import TRUST_PREFIX
+from wif.trust.stored import apply_items, read_items
 
 SERVICES = {
     "its": "wif.v1.IdentityTokenService",
@@ -127,15 +128,15 @@ async def test_invalid_document_in_etcd_leaves_last_good_configuration(
     mesh: dict[str, Any],
 ) -> None:
     bad_key = TRUST_PREFIX + "policies/broken"
+    broken = json.dumps({"id": "broken", "cedar": "permit(;"}).encode()
     async with EtcdStore(mesh["etcd"]) as store:
-        await store.put(
-            bad_key, json.dumps({"id": "broken", "cedar": "permit(;"}).encode()
-        )
+        good = await read_items(store)
+        await apply_items(store, {**good.items, bad_key: broken})
         try:
             await asyncio.sleep(0.5)
             result = await exchange(mesh, job_token(mesh, "github-payments-deploy"))
         finally:
-            await store.delete(bad_key)
+            await apply_items(store, good.items)
 
     assert result.access_token
 

@@ -17,21 +17,21 @@ from wif.errors import ConfigError
 from wif.store import (
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_TXN_OPS,
-    transaction_problem,
+    oversized_document,
 )
-from wif.trust.config import TRUST_PREFIX, from_etcd_items, load_file, to_etcd_items
+from wif.trust.config import from_etcd_items, load_file, to_etcd_items
 from wif.trust.diff import DocumentDiff, diff_items
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:
     config = load_file(Path(args.file), variables(args))
-    problem = transaction_problem(
-        to_etcd_items(config),
-        max_ops=args.max_txn_ops,
-        max_bytes=args.max_request_bytes,
+    # Any number of documents is applied in chunks, but each document must
+    # fit in one etcd request.
+    problem = oversized_document(
+        to_etcd_items(config), max_bytes=args.max_request_bytes
     )
     if problem is not None:
-        raise ConfigError(f"{args.file}: too large to apply at once: {problem}")
+        raise ConfigError(f"{args.file}: cannot be applied: {problem}")
     emit(
         args,
         f"{args.file}: valid ({len(config.providers)} providers, "
@@ -43,15 +43,21 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 def cmd_config_apply(args: argparse.Namespace) -> int:
     from wif.store import EtcdStore
+    from wif.trust.stored import apply_items
 
     endpoint = etcd_endpoint(args)
     progress(f"validating {args.file}")
     items = to_etcd_items(load_file(Path(args.file), variables(args)))
 
     async def write() -> int:
-        async with EtcdStore(endpoint) as store:
+        async with EtcdStore(
+            endpoint,
+            max_txn_ops=args.max_txn_ops,
+            max_request_bytes=args.max_request_bytes,
+        ) as store:
             progress(f"writing {len(items)} documents to etcd at {endpoint}")
-            return await store.replace_prefix(TRUST_PREFIX, items)
+            applied = await apply_items(store, items)
+        return applied.revision
 
     revision = asyncio.run(write())
     progress(f"etcd revision {revision}")
@@ -74,12 +80,13 @@ def _diff_line(diff: DocumentDiff) -> str:
 def cmd_config_diff(args: argparse.Namespace) -> int:
     """Exit 0 when the file matches etcd, 1 when they differ."""
     from wif.store import EtcdStore
+    from wif.trust.stored import read_items
 
     wanted = to_etcd_items(load_file(Path(args.file), variables(args)))
 
     async def read() -> Any:
         async with EtcdStore(etcd_endpoint(args)) as store:
-            return await store.get_prefix(TRUST_PREFIX)
+            return await read_items(store)
 
     snapshot = asyncio.run(read())
     diffs = diff_items(wanted, snapshot.items)
@@ -103,10 +110,11 @@ def cmd_config_diff(args: argparse.Namespace) -> int:
 
 def cmd_config_get(args: argparse.Namespace) -> int:
     from wif.store import EtcdStore
+    from wif.trust.stored import read_items
 
     async def read() -> Any:
         async with EtcdStore(etcd_endpoint(args)) as store:
-            return await store.get_prefix(TRUST_PREFIX)
+            return await read_items(store)
 
     snapshot = asyncio.run(read())
     config = from_etcd_items(snapshot.items, snapshot.revision)
@@ -131,7 +139,7 @@ def register(groups: Any) -> None:
         sub = config.add_parser(name, help=text)
         sub.add_argument("file")
         sub.set_defaults(func=func)
-        if name == "validate":
+        if name in ("validate", "apply"):
             _store_limits(sub)
     config.add_parser("get", help="print the configuration in etcd").set_defaults(
         func=cmd_config_get

@@ -37,6 +37,8 @@ _INSTALL_HINT = (
 )
 _START_ATTEMPTS = 3
 _STOP_TIMEOUT = 10.0
+# Room for many keys in one transaction (etcd allows 128 by default), for
+# tests that write many keys with EtcdStore.replace_prefix.
 _MAX_TXN_OPS = 4096
 
 
@@ -124,6 +126,7 @@ class EtcdServer:
     log_file: Path | None = field(default=None, repr=False)
     timeout: float = field(default=30.0, repr=False)
     owns_data_dir: bool = field(default=False, repr=False)
+    max_txn_ops: int | None = field(default=None, repr=False)
 
     @property
     def client_url(self) -> str:
@@ -228,13 +231,15 @@ class EtcdServer:
             f"--initial-cluster={self.name}={peer_url}",
             f"--initial-cluster-token={self.name}",
             "--initial-cluster-state=new",
-            # Room for a whole configuration in one transaction; etcd's
-            # default of 128 operations is small for tests that load many.
-            f"--max-txn-ops={_MAX_TXN_OPS}",
             # A lone member has no peers to lose, so short raft timers only
             # make start and restart (and lease expiry) quicker.
             "--heartbeat-interval=50",
             "--election-timeout=250",
+            *(
+                []
+                if self.max_txn_ops is None
+                else [f"--max-txn-ops={self.max_txn_ops}"]
+            ),
         ]
 
     def _log_hint(self) -> str:
@@ -248,12 +253,15 @@ def start_etcd(
     *,
     log_file: Path | None = None,
     timeout: float = 30,
+    max_txn_ops: int | None = _MAX_TXN_OPS,
 ) -> EtcdServer:
     """Start a single-member etcd on free loopback ports and wait until healthy.
 
     ``data_dir`` defaults to a new temporary directory, removed by
     :meth:`EtcdServer.close`. etcd's output goes to ``log_file`` (appended)
-    or is discarded.
+    or is discarded. ``max_txn_ops`` raises etcd's cap on the operations of
+    one transaction (tests store many keys at once); None keeps etcd's
+    default of 128, as a production cluster has.
 
     Raises:
         RuntimeError: no etcd binary was found, or etcd did not become
@@ -281,6 +289,7 @@ def start_etcd(
             log_file=log_file,
             timeout=timeout,
             owns_data_dir=owns_data_dir,
+            max_txn_ops=max_txn_ops,
         )
         try:
             server.restart()

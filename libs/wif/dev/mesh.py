@@ -33,7 +33,8 @@ from wif.dev.etcd import EtcdServer, free_port, start_etcd
 from wif.dev.oidc import start_oidc_provider
 from wif.envelope import KeyEncryptionKey
 from wif.store import EtcdStore
-from wif.trust.config import TRUST_PREFIX, load_file, to_etcd_items
+from wif.trust.config import load_file, to_etcd_items
+from wif.trust.stored import apply_items
 
 ENDPOINTS_FILE = "endpoints.json"
 LOOPBACK = "127.0.0.1"
@@ -108,10 +109,11 @@ def _wait_ready(name: str, process: subprocess.Popen[bytes], state: Path) -> Non
 
 
 async def apply_config(etcd: str, path: Path, environ: dict[str, str]) -> int:
-    """Validates the file and writes it to etcd whole; returns the revision."""
+    """Validates the file and puts it in force whole; returns the revision."""
     config = load_file(path, environ)
     async with EtcdStore(etcd) as store:
-        return await store.replace_prefix(TRUST_PREFIX, to_etcd_items(config))
+        applied = await apply_items(store, to_etcd_items(config))
+    return applied.revision
 
 
 def issue_dev_certificates(state: Path) -> dict[str, dict[str, str]]:

@@ -64,34 +64,71 @@ DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024
 # Bytes of framing around each put in a transaction, rounded up: the
 # RequestOp and PutRequest headers and the key and value length prefixes.
 _PUT_OVERHEAD_BYTES = 16
+# Bytes kept free in each request for the transaction's own framing and any
+# compare or extra operation sent with the puts.
+_REQUEST_HEADROOM_BYTES = 4096
 
 
-def transaction_problem(
+def request_size(key: str, value: bytes) -> int:
+    """The bytes one put of ``key`` adds to a transaction request, rounded up."""
+    return len(encode(key)) + len(value) + _PUT_OVERHEAD_BYTES
+
+
+def oversized_document(
+    items: Mapping[str, bytes], *, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+) -> str | None:
+    """Why etcd would refuse to store ``items`` however they are chunked, or None.
+
+    Chunked writes split any number of documents across transactions, but
+    one document must still fit in a single request.
+    """
+    budget = max_bytes - _REQUEST_HEADROOM_BYTES
+    for key, value in items.items():
+        size = request_size(key, value)
+        if size > budget:
+            return (
+                f"the document {key} takes {size} bytes, over the store's limit "
+                f"of {budget} bytes for one document (etcd --max-request-bytes "
+                f"{max_bytes} less {_REQUEST_HEADROOM_BYTES} for the request)"
+            )
+    return None
+
+
+def chunk_items(
     items: Mapping[str, bytes],
     *,
     max_ops: int = DEFAULT_MAX_TXN_OPS,
     max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-) -> str | None:
-    """Why writing ``items`` in one transaction would be refused, or None.
+) -> list[dict[str, bytes]]:
+    """Split ``items`` into groups that each fit one etcd transaction.
 
-    Counts the puts only: :meth:`EtcdStore.replace_prefix` also deletes the
-    keys that are no longer wanted, in the same transaction.
+    Each group holds at most ``max_ops`` puts and at most ``max_bytes`` less
+    a little headroom for the request's own framing, in the order given.
+
+    Raises:
+        ValueError: ``max_ops`` is below 1, or one document alone is too large
+            (see :func:`oversized_document`).
     """
-    size = sum(
-        len(encode(key)) + len(value) + _PUT_OVERHEAD_BYTES
-        for key, value in items.items()
-    )
-    if len(items) > max_ops:
-        return (
-            f"{len(items)} documents exceed the store's limit of {max_ops} "
-            "operations in one transaction (etcd --max-txn-ops)"
-        )
-    if size > max_bytes:
-        return (
-            f"{size} bytes exceed the store's limit of {max_bytes} bytes in one "
-            "transaction (etcd --max-request-bytes)"
-        )
-    return None
+    if max_ops < 1:
+        raise ValueError(f"max_ops must be at least 1, not {max_ops}")
+    problem = oversized_document(items, max_bytes=max_bytes)
+    if problem is not None:
+        raise ValueError(problem)
+
+    budget = max_bytes - _REQUEST_HEADROOM_BYTES
+    chunks: list[dict[str, bytes]] = []
+    chunk: dict[str, bytes] = {}
+    size = 0
+    for key, value in items.items():
+        item_size = request_size(key, value)
+        if chunk and (len(chunk) == max_ops or size + item_size > budget):
+            chunks.append(chunk)
+            chunk, size = {}, 0
+        chunk[key] = value
+        size += item_size
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 class StoreUnavailable(TemporarilyUnavailable):

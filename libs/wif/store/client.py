@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import aetcd
@@ -11,10 +13,14 @@ import aetcd.utils
 
 from wif.store.base import (
     CHANNEL_OPTIONS,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_TXN_OPS,
     Snapshot,
     SnapshotHandler,
     StoreConflict,
+    StoreRefused,
     close_quietly,
+    decode,
     encode,
     parse_endpoint,
     read_prefix,
@@ -22,7 +28,20 @@ from wif.store.base import (
 )
 from wif.store.follow import Follower
 
+
+@dataclass(frozen=True)
+class VersionedValue:
+    """One key's value (None if absent), its modification revision (0 if
+    absent) and the revision the read saw."""
+
+    value: bytes | None
+    mod_revision: int
+    read_revision: int
+
+
 _REPLACE_ATTEMPTS = 5
+# A bound on the pages of one paged read, far above any real prefix.
+_MAX_PAGES = 100_000
 
 
 class EtcdStore:
@@ -31,11 +50,23 @@ class EtcdStore:
     ``endpoint`` is ``host:port`` or ``http://host:port``; ``timeout`` bounds
     every call in seconds. Calls raise :class:`StoreUnavailable` when etcd
     cannot answer. Keys are ``str`` (UTF-8), values ``bytes``.
+    ``max_txn_ops`` and ``max_request_bytes`` are the server's caps on one
+    transaction (etcd's ``--max-txn-ops`` and ``--max-request-bytes``,
+    etcd's defaults unless given); chunked writes stay within them.
     """
 
-    def __init__(self, endpoint: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout: float = 5.0,
+        max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.max_txn_ops = max_txn_ops
+        self.max_request_bytes = max_request_bytes
         self._host, self._port = parse_endpoint(endpoint)
         self._client: Any = None
         self._followers_in_outage = 0
@@ -83,6 +114,97 @@ class EtcdStore:
         client = await self._connected()
         with unavailable_on_error("read a prefix"):
             return await read_prefix(client, prefix)
+
+    async def get_versioned(self, key: str) -> VersionedValue:
+        """Return ``key``'s value and modification revision, and the read's
+        revision; a missing key has value None and modification revision 0."""
+        client = await self._connected()
+        request = aetcd.rpc.RangeRequest(key=encode(key))
+        with unavailable_on_error("read a key"):
+            response = await client.kvstub.Range(request, timeout=self.timeout)
+        read_at = int(response.header.revision)
+        if not response.kvs:
+            return VersionedValue(None, 0, read_at)
+        kv = response.kvs[0]
+        return VersionedValue(bytes(kv.value), int(kv.mod_revision), read_at)
+
+    async def get_prefix_paged(self, prefix: str, page_size: int = 10_000) -> Snapshot:
+        """Like :meth:`get_prefix`, read in pages of ``page_size`` keys.
+
+        All pages are read at the first page's revision, so the result is
+        one consistent snapshot; between pages the event loop serves others.
+        etcd counts the whole remaining range for every page, so small pages
+        make a large prefix slow to read: 10,000 keys of a few hundred bytes
+        read 200,000 keys five times faster than 1,000.
+        """
+        if not prefix:
+            raise ValueError("the prefix must not be empty")
+        client = await self._connected()
+        start, end = encode(prefix), aetcd.utils.prefix_range_end(encode(prefix))
+        items: dict[str, bytes] = {}
+        revision = 0
+        for _ in range(_MAX_PAGES):
+            request = aetcd.rpc.RangeRequest(
+                key=start, range_end=end, limit=page_size, revision=revision
+            )
+            with unavailable_on_error("read a prefix"):
+                response = await client.kvstub.Range(request, timeout=self.timeout)
+            revision = revision or int(response.header.revision)
+            items.update((decode(kv.key), bytes(kv.value)) for kv in response.kvs)
+            if not response.more:
+                return Snapshot(revision, MappingProxyType(items))
+            start = bytes(response.kvs[-1].key) + b"\0"
+        raise StoreRefused(f"the prefix {prefix!r} holds more than {_MAX_PAGES} pages")
+
+    async def put_all(self, items: Mapping[str, bytes]) -> int:
+        """Write ``items`` in one transaction; return its revision.
+
+        Raises:
+            StoreRefused: etcd refused the transaction, e.g. as too large.
+            StoreUnavailable: etcd could not be reached.
+        """
+        client = await self._connected()
+        request = aetcd.rpc.TxnRequest(success=_puts(items))
+        with unavailable_on_error("write keys"):
+            response = await client.kvstub.Txn(request, timeout=self.timeout)
+        return int(response.header.revision)
+
+    async def put_if_mod_revision(
+        self, key: str, value: bytes, mod_revision: int
+    ) -> int | None:
+        """Set ``key`` to ``value`` provided it was last modified at
+        ``mod_revision`` (0: it does not exist); return the new revision, or
+        None when someone else wrote ``key`` meanwhile."""
+        rpc = aetcd.rpc
+        unchanged = rpc.Compare(
+            key=encode(key),
+            target=rpc.Compare.MOD,
+            result=rpc.Compare.EQUAL,
+            mod_revision=mod_revision,
+        )
+        request = rpc.TxnRequest(compare=[unchanged], success=_puts({key: value}))
+        client = await self._connected()
+        with unavailable_on_error("swap a key"):
+            response = await client.kvstub.Txn(request, timeout=self.timeout)
+        return int(response.header.revision) if response.succeeded else None
+
+    async def delete_prefixes(self, prefixes: Iterable[str]) -> None:
+        """Delete every key under each of ``prefixes``, in one transaction."""
+        rpc = aetcd.rpc
+        ops = []
+        for prefix in prefixes:
+            if not prefix:
+                raise ValueError("the prefix must not be empty")
+            key = encode(prefix)
+            end = aetcd.utils.prefix_range_end(key)
+            ops.append(
+                rpc.RequestOp(
+                    request_delete_range=rpc.DeleteRangeRequest(key=key, range_end=end)
+                )
+            )
+        client = await self._connected()
+        with unavailable_on_error("delete prefixes"):
+            await client.kvstub.Txn(rpc.TxnRequest(success=ops), timeout=self.timeout)
 
     async def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         """Set ``key`` to ``value`` (bound to ``lease``); return the new revision."""
@@ -225,6 +347,14 @@ class EtcdStore:
     async def _connected(self) -> Any:
         await self.connect()
         return self._client
+
+
+def _puts(items: Mapping[str, bytes]) -> list[Any]:
+    rpc = aetcd.rpc
+    return [
+        rpc.RequestOp(request_put=rpc.PutRequest(key=encode(k), value=v))
+        for k, v in items.items()
+    ]
 
 
 def _update_request(

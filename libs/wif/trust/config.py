@@ -1,10 +1,10 @@
 """The whole trust configuration, checked as one, and its etcd layout.
 
-A configuration is written to etcd as one document per key under
-:data:`TRUST_PREFIX` in a single transaction, and read back from a snapshot
-of that prefix. Both directions validate everything: a configuration that
-fails a check is never written, and a service that reads one keeps its last
-good configuration.
+A configuration is turned into one document per key under
+:data:`TRUST_PREFIX` and back; :mod:`wif.trust.stored` writes those
+documents to etcd as one version and reads the version in force. Both
+directions validate everything: a configuration that fails a check is never
+written, and a service that reads one keeps its last good configuration.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def _key_of(kind: str, doc: Mapping[str, Any]) -> str:
 
 
 def to_etcd_items(config: TrustConfig) -> dict[str, bytes]:
-    """The key-value documents that store ``config`` under TRUST_PREFIX."""
+    """The key-value documents of ``config``, named under TRUST_PREFIX."""
     raw = config.documents
     items = {_MESH_KEY: json.dumps(raw["mesh"], sort_keys=True).encode()}
     for kind in _KINDS:

@@ -1,7 +1,9 @@
 """Following the trust configuration in etcd, keeping the last good one.
 
-Every service holds a :class:`TrustFollower`. It loads the configuration,
-follows changes through an etcd watch, and swaps in each new version whole.
+Every service holds a :class:`TrustFollower`. It watches the pointer to the
+version in force (:mod:`wif.trust.stored`), loads each version it names,
+and swaps it in whole. Parsing and validating a version runs in a worker
+thread, so a large configuration does not stall the service's requests.
 A version that fails validation is logged and reported on health while the
 last good one stays in force; while etcd is unreachable the last good one
 keeps serving.
@@ -11,14 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from wif.audit import AuditLog
 from wif.errors import ConfigError, TemporarilyUnavailable
-from wif.store import EtcdStore, Snapshot
-from wif.trust.config import TRUST_PREFIX, TrustConfig, from_etcd_items
+from wif.store import EtcdStore, Snapshot, StoreUnavailable
+from wif.trust.config import TrustConfig, from_etcd_items
+from wif.trust.stored import trust_versions
 
 log = logging.getLogger(__name__)
+
+# Reads of a newly named version are retried while etcd does not answer,
+# with a backoff from 0.2 to 5 seconds, for about two and a half minutes:
+# the pointer's watch names a version once, so giving up means waiting for
+# the next apply.
+_READ_ATTEMPTS = 35
+_READ_RETRY_FIRST_SECONDS = 0.2
+_READ_RETRY_MAX_SECONDS = 5.0
 
 
 class TrustFollower:
@@ -37,6 +48,8 @@ class TrustFollower:
         self._store = store
         self._on_change = on_change
         self._audit = audit
+        self._versions = trust_versions(store)
+        self._version: str | None = None
         self._current: TrustConfig | None = None
         self._changed = asyncio.Condition()
         self.last_error: str | None = None
@@ -56,31 +69,60 @@ class TrustFollower:
 
     async def run(self) -> None:
         """Follows the configuration until cancelled."""
-        await self._store.follow_prefix(TRUST_PREFIX, self._on_snapshot)
+        await self._store.follow_prefix(self._versions.pointer_key, self._on_pointer)
 
-    async def _on_snapshot(self, snapshot: Snapshot) -> None:
-        if not snapshot.items:
+    async def _on_pointer(self, snapshot: Snapshot) -> None:
+        named = snapshot.items.get(self._versions.pointer_key)
+        if named is None or named.decode() == self._version:
             return
+        version = named.decode()
+        items = await self._read(version)
+        if items is None:
+            return
+        if not items:
+            # Newer applies deleted it already; their pointer move follows.
+            log.info("version %s is gone before it was loaded", version)
+            return
+        self._version = version
+        await self._load(items, snapshot.revision)
+
+    async def _read(self, version: str) -> Mapping[str, bytes] | None:
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                return await self._versions.read_version(version)
+            except StoreUnavailable as error:
+                level = logging.WARNING if attempt == 0 else logging.DEBUG
+                log.log(level, "retrying to read version %s: %s", version, error)
+                delay = _READ_RETRY_FIRST_SECONDS * 2 ** min(attempt, 5)
+                await asyncio.sleep(min(delay, _READ_RETRY_MAX_SECONDS))
+        self.last_error = f"could not read version {version} from etcd"
+        log.error("gave up reading version %s; waiting for the next", version)
+        return None
+
+    async def _load(self, items: Mapping[str, bytes], revision: int) -> None:
         try:
-            config = from_etcd_items(snapshot.items, snapshot.revision)
+            config = await asyncio.to_thread(from_etcd_items, items, revision)
+            # TODO(#7): on_change still runs on the event loop (the Policy
+            # service builds its entities there), because the shadow
+            # recorder it resets is also written by requests, without a lock.
             if self._on_change is not None:
                 self._on_change(config)
         except ConfigError as error:
             self.last_error = error.message
             log.error(
                 "keeping the last good configuration; revision %d is invalid: %s",
-                snapshot.revision,
+                revision,
                 error.message,
             )
-            self._record("refused", snapshot.revision, error=error.message)
+            self._record("refused", revision, error=error.message)
             return
         self._current = config
         self.last_error = None
-        self._record("ok", snapshot.revision)
+        self._record("ok", revision)
         log.info(
             "trust configuration revision %d in force",
-            snapshot.revision,
-            extra={"fields": {"config_revision": snapshot.revision}},
+            revision,
+            extra={"fields": {"config_revision": revision}},
         )
         async with self._changed:
             self._changed.notify_all()
