@@ -37,12 +37,32 @@ class Replica:
                 self.process.wait(timeout=10)
 
 
+#: Starts tried before giving up: a free port can be taken by another
+#: process between the moment it is picked and the moment the service binds it.
+START_ATTEMPTS = 3
+
+
 def start_replica(service: str, name: str, state: Path, env: dict[str, str]) -> Replica:
     """Starts ``python -m services.<service>.main`` on free loopback ports.
 
     ``env`` adds to (and overrides) this process's environment; listen
-    addresses, the ready file and the audit log are set here.
+    addresses, the ready file and the audit log are set here. A process that
+    exits before it is ready (a port taken meanwhile) is started again on
+    other ports, up to START_ATTEMPTS times.
     """
+    for _ in range(START_ATTEMPTS - 1):
+        replica = _start_once(service, name, state, env)
+        if replica is not None:
+            return replica
+    replica = _start_once(service, name, state, env)
+    if replica is None:
+        raise RuntimeError(f"replica {name} did not start; see its log")
+    return replica
+
+
+def _start_once(
+    service: str, name: str, state: Path, env: dict[str, str]
+) -> Replica | None:
     prefix = f"WIF_{service.upper()}"
     grpc_address = f"{LOOPBACK}:{free_port()}"
     ready = state / f"{name}.ready"
@@ -68,9 +88,12 @@ def start_replica(service: str, name: str, state: Path, env: dict[str, str]) -> 
     replica = Replica(name, process, grpc_address, audit)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
+        if process.poll() is not None:
             replica.stop()
-            raise RuntimeError(f"replica {name} did not start; see its log")
+            return None
+        if time.monotonic() > deadline:
+            replica.stop()
+            raise RuntimeError(f"replica {name} did not start in time; see its log")
         time.sleep(0.05)
     json.loads(ready.read_text())
     return replica
