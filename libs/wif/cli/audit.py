@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -45,10 +46,8 @@ def _moment(text: str | None, default: float) -> float:
     """A time given as seconds since the epoch or as a duration ago (``24h``)."""
     if not text:
         return default
-    try:
+    with contextlib.suppress(ValueError):
         return float(text)
-    except ValueError:
-        pass
     try:
         return time.time() - parse_duration(text)
     except ValueError as exc:
