@@ -26,20 +26,36 @@ def state_dir(args: argparse.Namespace) -> Path:
     )
 
 
-def etcd_endpoint(args: argparse.Namespace) -> str:
-    """--etcd, then WIF_ETCD_ENDPOINT, then the running local mesh."""
-    if args.etcd:
-        return str(args.etcd)
-    if os.environ.get("WIF_ETCD_ENDPOINT"):
-        return os.environ["WIF_ETCD_ENDPOINT"]
+def resolve_address(
+    args: argparse.Namespace, flag: str, env: str, endpoint: tuple[str, ...]
+) -> str:
+    """``--<flag>``, then the variable ``env``, then the running local mesh.
+
+    ``endpoint`` is the path to the address in the local mesh's
+    endpoints.json, such as ``("sts", "grpc")``.
+    """
+    given = getattr(args, flag, None)
+    if given:
+        return str(given)
+    if os.environ.get(env):
+        return os.environ[env]
     from wif.dev.mesh import read_endpoints
 
     try:
-        return str(read_endpoints(state_dir(args))["etcd"])
-    except (FileNotFoundError, KeyError):
+        found: Any = read_endpoints(state_dir(args))
+        for part in endpoint:
+            found = found[part]
+        return str(found)
+    except (FileNotFoundError, KeyError, ValueError):
         raise TemporarilyUnavailable(
-            "no etcd endpoint: give --etcd, set WIF_ETCD_ENDPOINT or run `wif dev up`"
+            f"no address for {endpoint[0]}: give --{flag}, set {env} "
+            "or run `wif dev up`"
         ) from None
+
+
+def etcd_endpoint(args: argparse.Namespace) -> str:
+    """--etcd, then WIF_ETCD_ENDPOINT, then the running local mesh."""
+    return resolve_address(args, "etcd", "WIF_ETCD_ENDPOINT", ("etcd",))
 
 
 def tls_files(args: argparse.Namespace) -> TlsFiles | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -16,8 +15,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import json_format
 
-from wif.cli.common import call_failed, emit, grpc_channel, state_dir
-from wif.errors import TemporarilyUnavailable
+from wif.cli.common import call_failed, emit, grpc_channel, resolve_address
 
 T = TypeVar("T")
 
@@ -27,18 +25,7 @@ CALL_TIMEOUT_SECONDS = 15.0
 
 def its_address(args: argparse.Namespace) -> str:
     """--its, then WIF_ITS_ADDRESS, then the running local mesh."""
-    if args.its:
-        return str(args.its)
-    if os.environ.get("WIF_ITS_ADDRESS"):
-        return os.environ["WIF_ITS_ADDRESS"]
-    from wif.dev.mesh import read_endpoints
-
-    try:
-        return str(read_endpoints(state_dir(args))["its"]["grpc"])
-    except (FileNotFoundError, KeyError, ValueError):
-        raise TemporarilyUnavailable(
-            "no ITS address: give --its, set WIF_ITS_ADDRESS or run `wif dev up`"
-        ) from None
+    return resolve_address(args, "its", "WIF_ITS_ADDRESS", ("its", "grpc"))
 
 
 def _call(args: argparse.Namespace, method: Callable[[Any], Awaitable[T]]) -> T:

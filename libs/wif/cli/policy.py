@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from typing import Any
 
@@ -24,10 +23,9 @@ from wif.cli.common import (
     emit,
     etcd_endpoint,
     grpc_channel,
-    state_dir,
+    resolve_address,
 )
 from wif.durations import parse_duration
-from wif.errors import TemporarilyUnavailable
 from wif.quarantine import format_time
 
 _CALL_TIMEOUT_SECONDS = 30.0
@@ -35,19 +33,7 @@ _CALL_TIMEOUT_SECONDS = 30.0
 
 def policy_address(args: argparse.Namespace) -> str:
     """--policy, then WIF_POLICY_ADDRESS, then the running local mesh."""
-    if getattr(args, "policy", None):
-        return str(args.policy)
-    if os.environ.get("WIF_POLICY_ADDRESS"):
-        return os.environ["WIF_POLICY_ADDRESS"]
-    from wif.dev.mesh import read_endpoints
-
-    try:
-        return str(read_endpoints(state_dir(args))["policy"]["grpc"])
-    except (FileNotFoundError, KeyError):
-        raise TemporarilyUnavailable(
-            "no Policy service address: give --policy, set WIF_POLICY_ADDRESS "
-            "or run `wif dev up`"
-        ) from None
+    return resolve_address(args, "policy", "WIF_POLICY_ADDRESS", ("policy", "grpc"))
 
 
 def _check_subject(subject: str) -> bool:

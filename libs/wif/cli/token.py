@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -27,9 +26,8 @@ from wif.cli.common import (
     emit,
     etcd_endpoint,
     grpc_channel,
-    state_dir,
+    resolve_address,
 )
-from wif.errors import TemporarilyUnavailable
 from wif.grpc_errors import error_info
 
 T = TypeVar("T")
@@ -42,18 +40,7 @@ TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
 
 def sts_address(args: argparse.Namespace) -> str:
     """--sts, then WIF_STS_ADDRESS, then the running local mesh."""
-    if getattr(args, "sts", None):
-        return str(args.sts)
-    if os.environ.get("WIF_STS_ADDRESS"):
-        return os.environ["WIF_STS_ADDRESS"]
-    from wif.dev.mesh import read_endpoints
-
-    try:
-        return str(read_endpoints(state_dir(args))["sts"]["grpc"])
-    except (FileNotFoundError, KeyError, ValueError):
-        raise TemporarilyUnavailable(
-            "no STS address: give --sts, set WIF_STS_ADDRESS or run `wif dev up`"
-        ) from None
+    return resolve_address(args, "sts", "WIF_STS_ADDRESS", ("sts", "grpc"))
 
 
 def read_token(source: str) -> str:

@@ -27,6 +27,7 @@ from wif.store.base import (
     unavailable_on_error,
 )
 from wif.store.follow import Follower
+from wif.store.requests import put_ops, replace_request, update_request
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class EtcdStore:
             StoreUnavailable: etcd could not be reached.
         """
         client = await self._connected()
-        request = aetcd.rpc.TxnRequest(success=_puts(items))
+        request = aetcd.rpc.TxnRequest(success=put_ops(items))
         with unavailable_on_error("write keys"):
             response = await client.kvstub.Txn(request, timeout=self.timeout)
         return int(response.header.revision)
@@ -182,7 +183,7 @@ class EtcdStore:
             result=rpc.Compare.EQUAL,
             mod_revision=mod_revision,
         )
-        request = rpc.TxnRequest(compare=[unchanged], success=_puts({key: value}))
+        request = rpc.TxnRequest(compare=[unchanged], success=put_ops({key: value}))
         client = await self._connected()
         with unavailable_on_error("swap a key"):
             response = await client.kvstub.Txn(request, timeout=self.timeout)
@@ -280,7 +281,7 @@ class EtcdStore:
             raise ValueError(f"keys outside the prefix {prefix!r}: {outside}")
 
         client = await self._connected()
-        request = _update_request(prefix, revision, puts, deletes)
+        request = update_request(prefix, revision, puts, deletes)
         with unavailable_on_error("update a prefix"):
             response = await client.kvstub.Txn(request, timeout=self.timeout)
         return bool(response.succeeded)
@@ -308,7 +309,7 @@ class EtcdStore:
         for _ in range(_REPLACE_ATTEMPTS):
             with unavailable_on_error("replace a prefix"):
                 current = await read_prefix(client, prefix)
-                request = _replace_request(prefix, current, items)
+                request = replace_request(prefix, current, items)
                 response = await client.kvstub.Txn(request, timeout=self.timeout)
             if response.succeeded:
                 return int(response.header.revision)
@@ -347,58 +348,3 @@ class EtcdStore:
     async def _connected(self) -> Any:
         await self.connect()
         return self._client
-
-
-def _puts(items: Mapping[str, bytes]) -> list[Any]:
-    rpc = aetcd.rpc
-    return [
-        rpc.RequestOp(request_put=rpc.PutRequest(key=encode(k), value=v))
-        for k, v in items.items()
-    ]
-
-
-def _update_request(
-    prefix: str, revision: int, puts: Mapping[str, bytes], deletes: Iterable[str]
-) -> Any:
-    rpc = aetcd.rpc
-    key = encode(prefix)
-    unchanged = rpc.Compare(
-        key=key,
-        range_end=aetcd.utils.prefix_range_end(key),
-        target=rpc.Compare.MOD,
-        result=rpc.Compare.LESS,
-        mod_revision=revision + 1,
-    )
-    ops = [
-        rpc.RequestOp(request_put=rpc.PutRequest(key=encode(k), value=v))
-        for k, v in puts.items()
-    ]
-    ops += [
-        rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=encode(k)))
-        for k in deletes
-    ]
-    return rpc.TxnRequest(compare=[unchanged], success=ops)
-
-
-def _replace_request(prefix: str, current: Snapshot, items: Mapping[str, bytes]) -> Any:
-    rpc = aetcd.rpc
-    key = encode(prefix)
-    # Every key under the prefix, including any created since the read, must
-    # be no newer than the read; otherwise someone else wrote meanwhile.
-    unchanged = rpc.Compare(
-        key=key,
-        range_end=aetcd.utils.prefix_range_end(key),
-        target=rpc.Compare.MOD,
-        result=rpc.Compare.LESS,
-        mod_revision=current.revision + 1,
-    )
-    puts = [
-        rpc.RequestOp(request_put=rpc.PutRequest(key=encode(k), value=v))
-        for k, v in items.items()
-    ]
-    deletes = [
-        rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=encode(k)))
-        for k in current.items
-        if k not in items
-    ]
-    return rpc.TxnRequest(compare=[unchanged], success=puts + deletes)
