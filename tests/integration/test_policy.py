@@ -83,12 +83,15 @@ async def envoy(
 
 
 @pytest.fixture
-async def restore_config(own_mesh: dict[str, Any]) -> AsyncIterator[None]:
-    """Puts the module's trust configuration back after the test."""
+async def restore_config(
+    own_mesh: dict[str, Any], policy: policy_pb2_grpc.PolicyServiceStub
+) -> AsyncIterator[None]:
+    """Puts the module's trust configuration back after the test, in force."""
     yield
-    await apply_config(
+    revision = await apply_config(
         own_mesh["etcd"], Path(own_mesh["trust_config"]), own_mesh["config_variables"]
     )
+    await wait_for_revision(policy, revision)
 
 
 def ask(
@@ -226,11 +229,14 @@ async def test_a_bad_policy_in_etcd_leaves_the_active_set_in_force(
     cedar: str,
     why: str,
 ) -> None:
-    before = await policy.Decide(ask("search", path="acme-corp/search"), timeout=5)
     log = Path(own_mesh["state_dir"]) / "logs" / "policy.log"
     async with EtcdStore(own_mesh["etcd"]) as store:
         key = TRUST_PREFIX + "policies/broken"
         good = await read_items(store)
+        # Reloads happen off the request path: wait until the version in etcd
+        # is the one in force (an earlier test may have just restored it).
+        await wait_for_revision(policy, good.revision)
+        before = await policy.Decide(ask("search", path="acme-corp/search"), timeout=5)
         broken = json.dumps({"id": "broken", "cedar": cedar}).encode()
         applied = await apply_items(store, {**good.items, key: broken})
         try:
@@ -241,7 +247,8 @@ async def test_a_bad_policy_in_etcd_leaves_the_active_set_in_force(
                 ask("search", path="acme-corp/search"), timeout=5
             )
         finally:
-            await apply_items(store, good.items)
+            restored = await apply_items(store, good.items)
+            await wait_for_revision(policy, restored.revision)
 
     assert refused, "the Policy service never reported the bad revision"
     assert f"policies.broken: {why}" in log.read_text(errors="replace")
