@@ -31,6 +31,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from wif import spiffe
+from wif.audit import AuditLog
 from wif.callers import CallerAuthorizer, Callers, CallerSettings, RefusalAudit
 from wif.grpc_errors import DecodeGuard
 from wif.logs import configure_logging
@@ -42,7 +43,6 @@ from wif.metrics import (
 )
 from wif.settings import SettingsError, load_settings
 from wif.telemetry import (
-    client_interceptors,
     server_interceptors,
     setup_tracing,
     shutdown_tracing,
@@ -158,7 +158,10 @@ async def start_grpc_server(
 def client_channel(
     target: str, tls: TlsFiles | None = None
 ) -> grpc.aio.Channel | ReloadingChannel:
-    """A channel to another mesh service, with tracing and size limits.
+    """A channel to another mesh service, with size limits.
+
+    Calls on it carry the trace context only when the caller passes
+    :func:`wif.telemetry.trace_metadata` (the STS's peers do).
 
     With ``tls`` the channel presents the service's certificate (mTLS) and
     checks the peer's against the CA bundle and ``target``'s host name or
@@ -172,17 +175,13 @@ def client_channel(
         *_PEER_CHANNEL_OPTIONS,
     ]
     if tls is None:
-        return grpc.aio.insecure_channel(
-            target, interceptors=client_interceptors(), options=options
-        )
+        return grpc.aio.insecure_channel(target, options=options)
 
     def open_channel(material: TlsMaterial) -> grpc.aio.Channel:
         credentials = grpc.ssl_channel_credentials(
             material.ca_bundle, material.private_key, material.cert_chain
         )
-        return grpc.aio.secure_channel(
-            target, credentials, interceptors=client_interceptors(), options=options
-        )
+        return grpc.aio.secure_channel(target, credentials, options=options)
 
     return ReloadingChannel(tls, open_channel)
 
@@ -328,6 +327,8 @@ async def run_service(parts: ServiceParts, settings: ServiceSettings) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         if parts.close is not None:
             await parts.close()
+        if isinstance(parts.audit, AuditLog):
+            await parts.audit.flush()
         shutdown_tracing()
         shutdown_metrics()
 

@@ -326,8 +326,11 @@ class TokenExchanger:
 
     async def _ask(self, question: policy_pb2.DecideRequest) -> Any:
         return await self.policy_peer.call(
-            lambda timeout, wait: self._policy.Decide(
-                question, timeout=timeout, wait_for_ready=wait
+            lambda call: self._policy.Decide(
+                question,
+                timeout=call.timeout,
+                wait_for_ready=call.wait_for_ready,
+                metadata=call.metadata,
             )
         )
 
@@ -349,8 +352,11 @@ class TokenExchanger:
             act=_struct(act) if act else None,
         )
         issued = await self.its_peer.call(
-            lambda timeout, wait: self._its.IssueToken(
-                issue, timeout=timeout, wait_for_ready=wait
+            lambda call: self._its.IssueToken(
+                issue,
+                timeout=call.timeout,
+                wait_for_ready=call.wait_for_ready,
+                metadata=call.metadata,
             )
         )
         issued_type = issued_token_type(request.requested_token_type)

@@ -15,6 +15,7 @@ import grpc
 
 from wif.breaker import CircuitBreaker
 from wif.grpc_errors import error_from_rpc
+from wif.telemetry import trace_metadata
 
 CALL_TIMEOUT_SECONDS = 3.0
 
@@ -27,6 +28,15 @@ _OUTAGE_CODES = frozenset(
 def is_outage(exc: BaseException) -> bool:
     """Whether a failed call means the peer could not answer at all."""
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _OUTAGE_CODES
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """What every call to a peer passes to its stub method."""
+
+    timeout: float
+    wait_for_ready: bool
+    metadata: tuple[tuple[str, str], ...]
 
 
 @dataclass
@@ -47,8 +57,11 @@ class Peer:
         if self.breaker is None:
             self.breaker = CircuitBreaker(self.name, is_outage)
 
-    async def call(self, make_call: Callable[[float, bool], Awaitable[T]]) -> T:
-        """Runs ``make_call(timeout, wait_for_ready)``; raises ``WifError``.
+    async def call(self, make_call: Callable[[CallOptions], Awaitable[T]]) -> T:
+        """Runs ``make_call(options)``; raises ``WifError``.
+
+        The options carry the deadline, whether to wait for the connection,
+        and the trace context to send along.
 
         UNAVAILABLE, a deadline and an open circuit all become
         ``TemporarilyUnavailable``, so the exchange fails closed.
@@ -56,7 +69,8 @@ class Peer:
         assert self.breaker is not None
         wait = self.breaker.is_probe_due()
         try:
-            result, _ = await self.breaker.call(lambda: make_call(self.timeout, wait))
+            options = CallOptions(self.timeout, wait, trace_metadata())
+            result, _ = await self.breaker.call(lambda: make_call(options))
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, self.name) from exc
         return result

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import grpc
 from google.protobuf import struct_pb2
 
 from services.sts.admission import Admission
 from services.sts.checks import Outcome
 from services.sts.exchange import ExchangeRequest, Explanation, TokenExchanger
-from services.sts.validation import MAX_BATCH, MeshTokenValidator, ValidToken
+from services.sts.validation import (
+    MAX_BATCH,
+    MAX_CACHED_TOKENS,
+    MeshTokenValidator,
+    ValidToken,
+)
 from wif.errors import InvalidGrant, InvalidRequest
 from wif.grpc_errors import handle_errors
 from wif.v1 import sts_pb2, sts_pb2_grpc
@@ -44,6 +51,33 @@ def exchange_request(
         source_address=source_address,
         allow_scope_trimming=request.allow_scope_trimming,
     )
+
+
+class ReplyMemo:
+    """Replies already built for validated tokens, by the token's facts object.
+
+    A cache hit in the validator returns the same :class:`ValidToken` object
+    each time; building its claims ``Struct`` again would cost more than the
+    rest of the hit. Entries hold the object itself, so an ``id`` is never
+    mistaken for a newer object's.
+    """
+
+    def __init__(self, max_entries: int = MAX_CACHED_TOKENS) -> None:
+        self._max = max_entries
+        self._replies: OrderedDict[
+            int, tuple[ValidToken, sts_pb2.ValidateTokenResponse]
+        ] = OrderedDict()
+
+    def reply(self, valid: ValidToken) -> sts_pb2.ValidateTokenResponse:
+        """The reply for ``valid``, built once."""
+        entry = self._replies.get(id(valid))
+        if entry is not None and entry[0] is valid:
+            return entry[1]
+        built = _token_reply(valid)
+        self._replies[id(valid)] = (valid, built)
+        if len(self._replies) > self._max:
+            self._replies.popitem(last=False)
+        return built
 
 
 def _token_reply(valid: ValidToken) -> sts_pb2.ValidateTokenResponse:
@@ -90,6 +124,7 @@ class SecurityTokenServicer(sts_pb2_grpc.SecurityTokenServiceServicer):
         self._exchanger = exchanger
         self._validator = validator
         self._admission = admission
+        self._replies = ReplyMemo()
 
     async def _admit(self, context: grpc.aio.ServicerContext, rpc: str) -> None:
         if self._admission is not None:
@@ -129,7 +164,8 @@ class SecurityTokenServicer(sts_pb2_grpc.SecurityTokenServiceServicer):
         self, request: sts_pb2.ValidateTokenRequest, context: grpc.aio.ServicerContext
     ) -> sts_pb2.ValidateTokenResponse:
         await self._admit(context, "ValidateToken")
-        return _token_reply(self._validator.validate(request.token, request.audience))
+        valid = self._validator.validate(request.token, request.audience)
+        return self._replies.reply(valid)
 
     @handle_errors
     async def ValidateTokens(
@@ -150,6 +186,8 @@ class SecurityTokenServicer(sts_pb2_grpc.SecurityTokenServiceServicer):
                 )
             else:
                 results.append(
-                    sts_pb2.TokenValidation(valid=True, token=_token_reply(valid))
+                    sts_pb2.TokenValidation(
+                        valid=True, token=self._replies.reply(valid)
+                    )
                 )
         return sts_pb2.ValidateTokensResponse(results=results)

@@ -47,7 +47,12 @@ from wif.tokens import (
     verify_signature,
 )
 from wif.trust.config import TrustConfig
-from wif.trust.expressions import EvaluationError, check_cel_input, condition_holds
+from wif.trust.expressions import (
+    CelInput,
+    EvaluationError,
+    check_cel_input,
+    condition_holds,
+)
 from wif.trust.model import RESERVED_CLAIMS, Provider
 
 _tracer = tracer(__name__)
@@ -119,13 +124,15 @@ def _mapped_string(value: Any, name: str) -> str:
 
 
 def map_principal(
-    provider: Provider, claims: Mapping[str, Any], trust_domain: str
+    provider: Provider, token: Mapping[str, Any] | CelInput, trust_domain: str
 ) -> Principal:
     """Applies the provider's attribute mapping; raises ``InvalidGrant``."""
+    cel_input = token if isinstance(token, CelInput) else CelInput(token)
+    claims = cel_input.claims
     try:
-        subject_path = provider.mapping.subject.evaluate(claims)
+        subject_path = provider.mapping.subject.evaluate(cel_input)
         attributes = {
-            name: _mapped_string(expr.evaluate(claims), name)
+            name: _mapped_string(expr.evaluate(cel_input), name)
             for name, expr in provider.mapping.attributes.items()
         }
     except EvaluationError as exc:
@@ -260,11 +267,12 @@ class Authenticator:
 
         with log.step("condition"), _tracer.start_as_current_span("sts.condition"):
             check_cel_input(claims)
+            cel_input = CelInput(claims)
             if provider.condition is not None:
-                condition_holds(provider.condition, claims)
+                condition_holds(provider.condition, cel_input)
 
         with log.step("mapping"), _tracer.start_as_current_span("sts.mapping"):
-            principal = map_principal(provider, claims, config.trust_domain)
+            principal = map_principal(provider, cel_input, config.trust_domain)
 
         with log.step("revocation"):
             self._mesh.check_not_revoked("", principal.subject)

@@ -13,6 +13,7 @@ records go to the service log instead (logger ``wif.audit``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,14 +28,20 @@ log = logging.getLogger("wif.audit")
 
 #: The ``prev`` of the first record of a file.
 GENESIS = "0" * 64
+#: Seconds a batch holding only unawaited records waits for more to join it.
+#: A record someone waits for is written at once, with whatever is waiting.
+UNAWAITED_DELAY_SECONDS = 0.01
 _TAIL_BYTES = 1024 * 1024
+
+
+def _body_text(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, default=str, separators=(",", ":"))
 
 
 def record_hash(entry: dict[str, Any]) -> str:
     """The chain hash of a record: SHA-256 of its JSON without ``hash``."""
     body = {k: v for k, v in entry.items() if k != "hash"}
-    text = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_body_text(body).encode()).hexdigest()
 
 
 def _end_torn_line(path: Path) -> None:
@@ -63,18 +70,14 @@ def _last_hash(path: Path) -> str:
     return GENESIS
 
 
-def _report_write_failure(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.error("an audit record could not be written: %s", done.exception())
-
-
 class AuditLog:
     """An append-only, hash-chained, synced audit file (or the log alone)."""
 
     def __init__(self, service: str, path: str | None) -> None:
         self._service = service
         self._path = Path(path) if path else None
-        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._pending: list[tuple[bytes, asyncio.Future[None] | None]] = []
+        self._awaited = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         if self._path is not None:
             _end_torn_line(self._path)
@@ -82,7 +85,7 @@ class AuditLog:
 
     async def record(self, event: str, outcome: str, **fields: Any) -> None:
         """Appends one record and waits until it is durable."""
-        done = self._append(event, outcome, fields)
+        done = self._append(event, outcome, fields, awaited=True)
         if done is not None:
             await done
 
@@ -91,14 +94,14 @@ class AuditLog:
 
         For high-volume events that hand nothing out (validations): the
         record takes its place in the chain at once and reaches the disk with
-        the next group commit, but the caller does not wait for it.
+        the next group commit, at most :data:`UNAWAITED_DELAY_SECONDS` later
+        (so that a burst of validations costs one ``fsync``), but the caller
+        does not wait for it. A failed write is logged as an error.
         """
-        done = self._append(event, outcome, fields)
-        if done is not None:
-            done.add_done_callback(_report_write_failure)
+        self._append(event, outcome, fields, awaited=False)
 
     def _append(
-        self, event: str, outcome: str, fields: dict[str, Any]
+        self, event: str, outcome: str, fields: dict[str, Any], awaited: bool
     ) -> asyncio.Future[None] | None:
         entry: dict[str, Any] = {
             "time": round(time.time(), 3),
@@ -112,35 +115,67 @@ class AuditLog:
             entry["trace_id"] = format(context.trace_id, "032x")
         # No await from here to the enqueue: the chain order is the file order.
         entry["prev"] = self._previous
-        entry["hash"] = record_hash(entry)
-        self._previous = entry["hash"]
+        body = _body_text(entry)
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        self._previous = digest
         if self._path is None:
             # No audit file: the service log is where the record goes.
+            entry["hash"] = digest
             log.info("audit %s %s", event, outcome, extra={"fields": {"audit": entry}})
             return None
-        return self._enqueue(entry)
+        # The body is already the record's JSON; the hash joins it as the
+        # last member (readers parse the line, so member order is free).
+        line = f'{body[:-1]},"hash":"{digest}"}}\n'.encode()
+        return self._enqueue(line, awaited)
 
-    def _enqueue(self, entry: dict[str, Any]) -> asyncio.Future[None]:
-        line = json.dumps(entry, sort_keys=True, default=str, separators=(",", ":"))
-        done = asyncio.get_running_loop().create_future()
-        self._pending.append(((line + "\n").encode(), done))
+    def _enqueue(self, line: bytes, awaited: bool) -> asyncio.Future[None] | None:
+        done = asyncio.get_running_loop().create_future() if awaited else None
+        self._pending.append((line, done))
+        if awaited:
+            self._awaited.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
         return done
 
     async def _write_pending(self) -> None:
         while self._pending:
+            if not self._awaited.is_set():
+                # Only unawaited records: let more join, unless one that is
+                # awaited arrives first.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._awaited.wait(), UNAWAITED_DELAY_SECONDS
+                    )
             batch, self._pending = self._pending, []
+            self._awaited.clear()
             try:
                 await asyncio.to_thread(
                     self._write, b"".join(line for line, _ in batch)
                 )
             except OSError as exc:
-                for _, done in batch:
-                    done.set_exception(exc)
+                self._failed(batch, exc)
                 continue
             for _, done in batch:
-                done.set_result(None)
+                if done is not None:
+                    done.set_result(None)
+
+    @staticmethod
+    def _failed(
+        batch: list[tuple[bytes, asyncio.Future[None] | None]], error: OSError
+    ) -> None:
+        waited = False
+        for _, done in batch:
+            if done is not None:
+                done.set_exception(error)
+                waited = True
+        if not waited:
+            log.error("%d audit records could not be written: %s", len(batch), error)
+
+    async def flush(self) -> None:
+        """Waits until every record appended so far is on disk (at shutdown)."""
+        while self._writer is not None and not self._writer.done():
+            self._awaited.set()
+            await asyncio.shield(self._writer)
 
     def _write(self, data: bytes) -> None:
         assert self._path is not None

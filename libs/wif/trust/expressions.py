@@ -33,6 +33,26 @@ def _is_operator(name: str) -> bool:
     return name.startswith(("_", "!_", "@"))
 
 
+class CelInput:
+    """A token's claims made into CEL values once, for every expression of it.
+
+    Turning the claims into CEL values costs about 30 µs, while running one
+    compiled expression over values already made costs under 1 µs; an
+    exchange runs the provider's condition and every mapping expression over
+    the same claims. Not safe to share between threads.
+    """
+
+    def __init__(self, claims: Mapping[str, Any]) -> None:
+        self.claims = claims
+        self._context: Any = None
+
+    def context(self) -> Any:
+        """The CEL values, made on first use; raises what the CEL runtime raises."""
+        if self._context is None:
+            self._context = cel.Context({"assertion": dict(self.claims)})
+        return self._context
+
+
 @dataclass(frozen=True)
 class Expression:
     """A compiled CEL expression and the text it came from."""
@@ -40,9 +60,11 @@ class Expression:
     source: str
     program: Any
 
-    def evaluate(self, claims: Mapping[str, Any]) -> Any:
+    def evaluate(self, claims: Mapping[str, Any] | CelInput) -> Any:
         """Runs the expression over ``claims``; raises ``EvaluationError``."""
         try:
+            if isinstance(claims, CelInput):
+                return self.program.execute(claims.context())
             return self.program.execute({"assertion": dict(claims)})
         except Exception as exc:  # the CEL runtime raises several kinds
             raise EvaluationError(str(exc)) from exc
@@ -108,7 +130,9 @@ def check_cel_input(claims: Mapping[str, Any]) -> None:
         )
 
 
-def condition_holds(condition: Expression, claims: Mapping[str, Any]) -> bool:
+def condition_holds(
+    condition: Expression, claims: Mapping[str, Any] | CelInput
+) -> bool:
     """Evaluates an attribute condition; anything but ``true`` refuses.
 
     Raises ``InvalidGrant`` with reason ATTRIBUTE_CONDITION_FAILED when the
