@@ -29,9 +29,7 @@ def loads_object(data: bytes) -> dict[str, Any]:
     """
     try:
         text = data.decode("utf-8")
-        value = json.loads(
-            text, object_pairs_hook=_unique_members, parse_constant=_refuse_constant
-        )
+        value = _DECODER.decode(text)
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
 
@@ -73,3 +71,9 @@ def _deeper_than(value: dict[str, Any], limit: int) -> bool:
         nested = (child for child in children if isinstance(child, dict | list))
         pending.extend((child, depth + 1) for child in nested)
     return False
+
+
+# Made once: json.loads would build a decoder for every call with hooks.
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_unique_members, parse_constant=_refuse_constant
+)

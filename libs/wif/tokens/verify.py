@@ -6,6 +6,13 @@ header's ``alg`` must merely agree with it (RFC 8725 sections 2.1 and 3.1).
 
 from __future__ import annotations
 
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
 from wif.errors import InvalidGrant
 from wif.tokens import errors
 from wif.tokens.compact import ParsedToken
@@ -58,10 +65,38 @@ def verify_signature(parsed: ParsedToken, key: VerificationKey) -> None:
         )
 
 
+#: ECDSA by algorithm: the scheme object, made once, and the length of each
+#: of r and s in the JWS signature (RFC 7518 section 3.4).
+_ECDSA: Final = {
+    "ES256": (ec.ECDSA(hashes.SHA256()), 32),
+    "ES384": (ec.ECDSA(hashes.SHA384()), 48),
+}
+#: RSASSA-PKCS1-v1_5 hashes by algorithm (RFC 7518 section 3.3).
+_RSA_HASHES: Final = {
+    "RS256": hashes.SHA256(),
+    "RS384": hashes.SHA384(),
+    "RS512": hashes.SHA512(),
+}
+_PKCS1V15: Final = padding.PKCS1v15()
+
+
 def _verifies(parsed: ParsedToken, key: VerificationKey) -> bool:
+    # Straight to OpenSSL through ``cryptography`` with scheme objects made
+    # once; python-jose (which built the key) would make them on every call.
+    public = key.jose_key.prepared_key
+    signature = parsed.signature
     try:
-        return bool(key.jose_key.verify(parsed.signing_input, parsed.signature))
-    except Exception:
-        # python-jose's RSA key lets errors other than InvalidSignature escape;
-        # whatever the cause, the signature did not verify.
+        if key.alg in _ECDSA:
+            scheme, size = _ECDSA[key.alg]
+            if len(signature) != 2 * size:
+                return False
+            r = int.from_bytes(signature[:size], "big")
+            s = int.from_bytes(signature[size:], "big")
+            public.verify(encode_dss_signature(r, s), parsed.signing_input, scheme)
+        else:
+            public.verify(
+                signature, parsed.signing_input, _PKCS1V15, _RSA_HASHES[key.alg]
+            )
+    except InvalidSignature:
         return False
+    return True
