@@ -200,7 +200,7 @@ def client_channel(
     # wildcard, which gRPC would accept.
     options.append(("grpc.ssl_target_name_override", expected))
     log.info(
-        "calls to the %s accept only a certificate for %s",
+        "calls to %s accept only a certificate named %s",
         service,
         expected,
         extra={"fields": {"target": target}},
