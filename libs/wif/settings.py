@@ -54,6 +54,15 @@ def optional(value: str) -> str | None:
     return value or None
 
 
+def dns_name(value: str) -> str | None:
+    """A lower-case DNS host name without wildcard; empty means the default."""
+    if not value:
+        return None
+    if not spiffe.is_dns_name(value):
+        raise ValueError("must be a lower-case DNS name without wildcard")
+    return value
+
+
 def spiffe_ids(value: str) -> tuple[str, ...]:
     """A comma-separated list of SPIFFE IDs; empty means the default."""
     ids = tuple(part.strip() for part in value.split(",") if part.strip())

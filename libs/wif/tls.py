@@ -66,6 +66,8 @@ class TlsMaterial:
     private_key: bytes
     ca_bundle: bytes
     spiffe_id: str | None
+    #: The certificate's DNS names, such as its mesh service name.
+    dns_names: tuple[str, ...]
     serial: int
     #: The files' fingerprint taken before they were read.
     fingerprint: Fingerprint
@@ -125,6 +127,7 @@ class TlsFiles:
             key_pem,
             ca_pem,
             spiffe_id_of(leaf),
+            dns_names_of(leaf),
             leaf.serial_number,
             fingerprint,
         )
@@ -154,6 +157,15 @@ def spiffe_id_of(cert: x509.Certificate) -> str | None:
     if len(uris) != 1 or spiffe.trust_domain_of(uris[0]) is None:
         return None
     return uris[0]
+
+
+def dns_names_of(cert: x509.Certificate) -> tuple[str, ...]:
+    """The DNS names among the certificate's subject alternative names."""
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(names.value.get_values_for_type(x509.DNSName))
 
 
 class _ServerCertificates:

@@ -39,8 +39,15 @@ async def build(settings: StsSettings) -> ServiceParts:
     trust = TrustFollower(store, audit=audit)
     keyring = KeyringFollower(store)
     tls = TlsFiles.from_settings(settings)
-    policy_channel = client_channel(settings.policy_address, tls)
-    its_channel = client_channel(settings.its_address, tls)
+    policy_channel = client_channel(
+        settings.policy_address,
+        tls,
+        service="policy",
+        server_name=settings.policy_server_name,
+    )
+    its_channel = client_channel(
+        settings.its_address, tls, service="its", server_name=settings.its_server_name
+    )
     session = aiohttp.ClientSession(trust_env=False)
     revoked = RevocationList(store)
     validator = MeshTokenValidator(trust, keyring, revoked, audit=audit)

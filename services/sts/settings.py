@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from wif.settings import CommonSettings, host_port, setting
+from wif.settings import CommonSettings, dns_name, host_port, setting
 
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
@@ -53,6 +53,22 @@ class StsSettings(CommonSettings):
         "gRPC address of the Policy service",
         env="WIF_POLICY_ADDRESS",
         parse=host_port,
+    )
+    its_server_name: str | None = setting(
+        None,
+        "with mTLS, the DNS name the ITS's certificate must carry, checked in "
+        "place of the host of its_address "
+        "(default its.<trust domain of tls_cert_file>.wif.internal)",
+        env="WIF_ITS_SERVER_NAME",
+        parse=dns_name,
+    )
+    policy_server_name: str | None = setting(
+        None,
+        "with mTLS, the DNS name the Policy service's certificate must carry, "
+        "checked in place of the host of policy_address "
+        "(default policy.<trust domain of tls_cert_file>.wif.internal)",
+        env="WIF_POLICY_SERVER_NAME",
+        parse=dns_name,
     )
     admin_networks: str = setting(
         "127.0.0.0/8,::1/128",

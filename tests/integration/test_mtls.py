@@ -1,7 +1,8 @@
 """Service-to-service trust on a mesh of its own that speaks mTLS.
 
 Certificates come from the development CA; callers are told apart by the
-SPIFFE ID in their certificate. The tests replace certificate files on disk,
+SPIFFE ID in their certificate, and the services the STS calls by the DNS
+name of the service in theirs. The tests replace certificate files on disk,
 so they do not share the session's mesh.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -32,6 +34,7 @@ from tests.support.mesh import (
     mesh_channel,
     refusal,
 )
+from tests.support.replicas import Replica, start_replica
 from wif.dev.ca import DevCa
 from wif.dev.mesh import TLS_DIR, start_mesh, stop_mesh
 from wif.v1 import (
@@ -84,6 +87,14 @@ def issue_request() -> its_pb2.IssueTokenRequest:
         audiences=["payments-api"],
         scopes=["payments.read"],
         lifetime_seconds=3600,
+    )
+
+
+def decide_request() -> policy_pb2.DecideRequest:
+    return policy_pb2.DecideRequest(
+        principal=policy_pb2.Principal(subject=SUBJECT, pool_id="payments-ci"),
+        action="exchange",
+        audience="payments-api",
     )
 
 
@@ -227,13 +238,9 @@ async def test_only_operators_list_keys(
 async def test_only_the_sts_and_enforcers_ask_for_decisions(
     tls_mesh: dict[str, Any], case: AdminCase
 ) -> None:
-    request = policy_pb2.DecideRequest(
-        principal=policy_pb2.Principal(subject=SUBJECT, pool_id="payments-ci"),
-        action="exchange",
-        audience="payments-api",
-    )
     async with mesh_channel(tls_mesh, "policy", identity=case.identity) as channel:
-        call = policy_pb2_grpc.PolicyServiceStub(channel).Decide(request, timeout=5)
+        stub = policy_pb2_grpc.PolicyServiceStub(channel)
+        call = stub.Decide(decide_request(), timeout=5)
         if case.allowed:
             await call
             return
@@ -325,3 +332,148 @@ def test_cli_with_a_service_certificate_is_refused(tls_mesh: dict[str, Any]) -> 
     assert refused.returncode == 1
     assert refused.stderr.startswith("wif: permission_denied: ")
     assert refused.stderr.rstrip().endswith("(CALLER_NOT_ALLOWED)")
+
+
+@dataclass
+class Misdirected:
+    """An STS of its own whose Policy address leads to the wrong service.
+
+    What answers there is a real Policy service that presents the ITS's
+    certificate: issued by the mesh's CA, valid, naming 127.0.0.1.
+    """
+
+    sts: Replica
+    impostor: Replica
+    sts_folder: Path
+    impostor_folder: Path
+
+
+@pytest.fixture
+def misdirected(tls_mesh: dict[str, Any], tmp_path: Path) -> Iterator[Misdirected]:
+    ca = dev_ca(tls_mesh)
+    state = Path(tls_mesh["state_dir"])
+    impostor_folder = tmp_path / "impostor"
+    its = ca.issue("its", impostor_folder)
+    # The Policy service's file names, holding the ITS's pair.
+    shutil.copy(its.key, impostor_folder / "policy.key")
+    shutil.copy(its.cert, impostor_folder / "policy.pem")
+    sts = ca.issue("sts", tmp_path / "sts")
+    common = {
+        "WIF_ETCD_ENDPOINT": tls_mesh["etcd"],
+        "WIF_TLS_CA_FILE": tls_mesh["tls"]["ca"],
+    }
+    started: list[Replica] = []
+    try:
+        impostor = start_replica(
+            "policy",
+            f"policy-impostor-{tmp_path.name}",
+            state,
+            {
+                **common,
+                "WIF_TLS_CERT_FILE": str(impostor_folder / "policy.pem"),
+                "WIF_TLS_KEY_FILE": str(impostor_folder / "policy.key"),
+            },
+        )
+        started.append(impostor)
+        replica = start_replica(
+            "sts",
+            f"sts-misdirected-{tmp_path.name}",
+            state,
+            {
+                **common,
+                "WIF_TLS_CERT_FILE": str(sts.cert),
+                "WIF_TLS_KEY_FILE": str(sts.key),
+                "WIF_ITS_ADDRESS": tls_mesh["its"]["grpc"],
+                "WIF_POLICY_ADDRESS": impostor.grpc,
+                # Every exchange reaches the channel: no open circuit between.
+                "WIF_STS_BREAKER_FAILURES": "1000",
+            },
+        )
+        started.append(replica)
+        yield Misdirected(replica, impostor, sts.cert.parent, impostor_folder)
+    finally:
+        for running in reversed(started):
+            running.stop()
+
+
+def decisions(replica: Replica) -> list[dict[str, Any]]:
+    if not replica.audit_log.exists():
+        return []
+    records = [json.loads(line) for line in replica.audit_log.read_text().splitlines()]
+    return [r for r in records if r["event"] == "policy.decision"]
+
+
+async def exchange_through(
+    mesh: dict[str, Any], sts: Replica
+) -> tuple[grpc.StatusCode, str, str] | None:
+    """Runs one exchange through ``sts``; returns its refusal, or None if issued."""
+    try:
+        await exchange(
+            {**mesh, "sts": {"grpc": sts.grpc}},
+            job_token(mesh, "github-payments-deploy"),
+        )
+    except grpc.aio.AioRpcError as exc:
+        return refusal(exc)
+    return None
+
+
+POLICY_UNREACHED = (
+    grpc.StatusCode.UNAVAILABLE,
+    "POLICY_SERVICE_UNAVAILABLE",
+    "temporarily_unavailable",
+)
+
+
+async def test_exchange_fails_closed_when_the_policy_service_is_another_service(
+    tls_mesh: dict[str, Any], misdirected: Misdirected
+) -> None:
+    issued_before = len(events(tls_mesh, "its", "token.issued"))
+
+    refused = await exchange_through(tls_mesh, misdirected.sts)
+
+    assert refused == POLICY_UNREACHED
+    assert len(events(tls_mesh, "its", "token.issued")) == issued_before
+    assert decisions(misdirected.impostor) == []
+    # Checked by address alone, as the tests' own channels are, the impostor
+    # passes for the Policy service and answers the STS.
+    by_address = {**tls_mesh, "policy": {"grpc": misdirected.impostor.grpc}}
+    async with mesh_channel(by_address, "policy", identity="sts") as channel:
+        stub = policy_pb2_grpc.PolicyServiceStub(channel)
+        await stub.Decide(decide_request(), timeout=5)
+    assert len(decisions(misdirected.impostor)) == 1
+
+
+async def test_peer_names_are_checked_after_certificates_rotate(
+    tls_mesh: dict[str, Any], misdirected: Misdirected
+) -> None:
+    ca = dev_ca(tls_mesh)
+    log = Path(tls_mesh["state_dir"]) / "logs" / f"{misdirected.sts.name}.log"
+
+    # The STS's own certificate rotates: the channel it re-opens still
+    # checks the Policy service's name.
+    ca.issue("sts", misdirected.sts_folder)
+    serial = x509.load_pem_x509_certificate(
+        (misdirected.sts_folder / "sts.pem").read_bytes()
+    ).serial_number
+    deadline = time.monotonic() + RELOAD_WAIT_SECONDS
+    reloaded = False
+    while not reloaded and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        assert await exchange_through(tls_mesh, misdirected.sts) == POLICY_UNREACHED
+        reloaded = any(
+            "client certificate reloaded" in line and f'"serial": "{serial:x}"' in line
+            for line in log.read_text().splitlines()
+        )
+    assert reloaded, "the STS did not pick up its new client certificate"
+    assert await exchange_through(tls_mesh, misdirected.sts) == POLICY_UNREACHED
+
+    # The impostor's files rotate to a Policy service certificate: the next
+    # connection carries the right name, and the same STS gets its answers.
+    ca.issue("policy", misdirected.impostor_folder)
+    deadline = time.monotonic() + RELOAD_WAIT_SECONDS
+    refused = await exchange_through(tls_mesh, misdirected.sts)
+    while refused is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        refused = await exchange_through(tls_mesh, misdirected.sts)
+    assert refused is None
+    assert len(decisions(misdirected.impostor)) == 1

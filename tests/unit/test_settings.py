@@ -252,3 +252,32 @@ def test_settings_without_tls_refuse_to_start_unless_plaintext_is_allowed() -> N
         load_settings(StsSettings, [], {})
 
     assert "set allow_plaintext (WIF_ALLOW_PLAINTEXT=true)" in str(caught.value)
+
+
+def test_peer_server_names_default_to_the_trust_domain_names() -> None:
+    settings = load_settings(StsSettings, [], PLAINTEXT)
+
+    assert settings.its_server_name is settings.policy_server_name is None
+
+
+def test_peer_server_names_are_read_from_the_environment() -> None:
+    settings = load_settings(
+        StsSettings,
+        ["--its-server-name", "its.wif.prod.example"],
+        {"WIF_POLICY_SERVER_NAME": "policy.wif.prod.example", **PLAINTEXT},
+    )
+
+    assert settings.its_server_name == "its.wif.prod.example"
+    assert settings.policy_server_name == "policy.wif.prod.example"
+
+
+def test_peer_server_name_refuses_a_wildcard() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            StsSettings, [], {"WIF_ITS_SERVER_NAME": "*.wif.internal", **PLAINTEXT}
+        )
+
+    assert str(caught.value) == (
+        "setting its_server_name (WIF_ITS_SERVER_NAME): '*.wif.internal' is not "
+        "valid: must be a lower-case DNS name without wildcard"
+    )

@@ -99,3 +99,54 @@ def test_make_id_accepts_an_id_of_exactly_2048_characters() -> None:
     path = "a" * (spiffe.MAX_ID_LENGTH - len(prefix))
 
     assert len(spiffe.make_id("acme.example", path)) == spiffe.MAX_ID_LENGTH
+
+
+@pytest.mark.parametrize(
+    "name", ["its.acme.example.wif.internal", "a", "x-1.y", "a" * 63 + ".b"]
+)
+def test_is_dns_name_accepts_lower_case_host_names(name: str) -> None:
+    assert spiffe.is_dns_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "*.acme.example.wif.internal",
+        "Its.acme.example",
+        "under_score.example",
+        "a..b",
+        "a.",
+        "-a.example",
+        "a-.example",
+        "127.0.0.1:443",
+        "a" * 64 + ".b",
+        ("a" * 63 + ".") * 4,
+    ],
+)
+def test_is_dns_name_refuses_wildcards_and_other_names(name: str) -> None:
+    assert not spiffe.is_dns_name(name)
+
+
+def test_service_name_puts_the_service_under_its_trust_domain() -> None:
+    assert spiffe.service_name("acme.example", "its") == "its.acme.example.wif.internal"
+
+
+def test_service_names_differ_between_trust_domains() -> None:
+    assert spiffe.service_name("a.example", "its") != spiffe.service_name(
+        "b.example", "its"
+    )
+
+
+@pytest.mark.parametrize("service", ["", "its.x", "*", "ITS"])
+def test_service_name_refuses_a_service_that_is_not_one_label(service: str) -> None:
+    with pytest.raises(ValueError, match="not a single DNS label"):
+        spiffe.service_name("acme.example", service)
+
+
+@pytest.mark.parametrize("trust_domain", ["under_score", "x" * 240, "Acme.example"])
+def test_service_name_refuses_a_trust_domain_that_gives_no_dns_name(
+    trust_domain: str,
+) -> None:
+    with pytest.raises(ValueError, match="gives no DNS name"):
+        spiffe.service_name(trust_domain, "its")

@@ -2,8 +2,11 @@
 
 :class:`DevCa` makes a short-lived EC P-256 CA and issues X.509-SVID-style
 certificates: the one URI SAN is the SPIFFE ID
-``spiffe://<trust domain>/wif/<name>``, plus the DNS name ``localhost`` and
-the address ``127.0.0.1`` so that gRPC's host name check passes on loopback.
+``spiffe://<trust domain>/wif/<name>``; the DNS name
+``<name>.<trust domain>.wif.internal`` (:func:`wif.spiffe.service_name`)
+names the same member to the services that call it; ``localhost`` and
+``127.0.0.1`` let clients that check the address (the ``wif`` commands, the
+tests) reach it on loopback.
 Private keys are written with mode 0600 and replaced atomically. In
 production the same three files come from cert-manager or a SPIFFE agent.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,17 +168,27 @@ class DevCa:
         """The SPIFFE ID the CA gives the mesh member ``name``."""
         return spiffe.make_id(self.trust_domain, f"wif/{name}")
 
+    def service_name(self, name: str) -> str:
+        """The DNS name the CA gives the mesh member ``name``; may raise ValueError."""
+        return spiffe.service_name(self.trust_domain, name)
+
     def issue_pem(
         self,
         spiffe_id: str,
         lifetime: datetime.timedelta = LEAF_LIFETIME,
+        *,
+        dns_names: Sequence[str] = (),
     ) -> tuple[bytes, bytes]:
-        """A new key and certificate for ``spiffe_id``, as PEM (key, certificate)."""
+        """A new key and certificate for ``spiffe_id``, as PEM (key, certificate).
+
+        ``dns_names`` come before ``localhost`` among the DNS names.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         not_after = min(now + lifetime, self.cert.not_valid_after_utc)
         names = [
             x509.UniformResourceIdentifier(spiffe_id),
+            *(x509.DNSName(name) for name in dns_names),
             x509.DNSName("localhost"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         ]
@@ -228,12 +242,19 @@ class DevCa:
     ) -> IssuedFiles:
         """Writes ``<name>.pem``, ``<name>.key`` (0600) and ``ca.pem`` in ``folder``.
 
-        The key is written before the certificate, each atomically; a reader
-        that sees a key and certificate that do not match yet keeps its old
-        pair (see :mod:`wif.tls`).
+        The certificate names the member ``name`` twice, bound together here:
+        by ``spiffe_id`` (by default :meth:`spiffe_id`) and by the DNS name
+        :meth:`service_name`. The key is written before the certificate, each
+        atomically; a reader that sees a key and certificate that do not
+        match yet keeps its old pair (see :mod:`wif.tls`). Raises ValueError
+        when ``name`` gives no DNS name.
         """
         folder.mkdir(parents=True, exist_ok=True)
-        key_pem, cert_pem = self.issue_pem(spiffe_id or self.spiffe_id(name), lifetime)
+        key_pem, cert_pem = self.issue_pem(
+            spiffe_id or self.spiffe_id(name),
+            lifetime,
+            dns_names=(self.service_name(name),),
+        )
         files = IssuedFiles(
             folder / f"{name}.pem", folder / f"{name}.key", folder / CA_CERT_FILE
         )

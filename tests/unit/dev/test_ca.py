@@ -25,7 +25,7 @@ def load(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def test_issue_writes_a_spiffe_certificate_with_loopback_names(
+def test_issue_writes_a_spiffe_certificate_with_service_and_loopback_names(
     ca: DevCa, tmp_path: Path
 ) -> None:
     cert = load(ca.issue("its", tmp_path).cert)
@@ -34,7 +34,10 @@ def test_issue_writes_a_spiffe_certificate_with_loopback_names(
     assert names.get_values_for_type(x509.UniformResourceIdentifier) == [
         "spiffe://acme.example/wif/its"
     ]
-    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert names.get_values_for_type(x509.DNSName) == [
+        "its.acme.example.wif.internal",
+        "localhost",
+    ]
     assert names.get_values_for_type(x509.IPAddress) == [
         ipaddress.ip_address("127.0.0.1")
     ]
@@ -71,6 +74,26 @@ def test_issued_certificate_verifies_as_client_and_server(
     server.verify(cert, [])
     client = builder.build_client_verifier()
     assert client.verify(cert, []).subjects is not None
+
+
+def test_issued_certificate_verifies_only_for_its_own_service_name(
+    ca: DevCa, tmp_path: Path
+) -> None:
+    cert = load(ca.issue("its", tmp_path).cert)
+    builder = verification.PolicyBuilder().store(verification.Store([ca.cert]))
+
+    builder.build_server_verifier(
+        verification.DNSName("its.acme.example.wif.internal")
+    ).verify(cert, [])
+    with pytest.raises(verification.VerificationError):
+        builder.build_server_verifier(
+            verification.DNSName("policy.acme.example.wif.internal")
+        ).verify(cert, [])
+
+
+def test_issue_refuses_a_name_that_gives_no_dns_name(ca: DevCa, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a single DNS label"):
+        ca.issue("Its", tmp_path)
 
 
 def test_certificate_of_another_ca_does_not_verify(ca: DevCa, tmp_path: Path) -> None:
