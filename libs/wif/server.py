@@ -16,6 +16,7 @@ get a grace period.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -363,6 +364,11 @@ async def run_service(parts: ServiceParts, settings: ServiceSettings) -> None:
                 metrics_app(), settings.metrics_listen
             )
             runners.append(runner)
+        # What start-up built lives as long as the process; frozen, it is left
+        # out of the collector's full passes, which would otherwise walk it
+        # again and again while requests wait.
+        gc.collect()
+        gc.freeze()
         write_ready_file(settings.ready_file, endpoints)
         log.info("%s serving", parts.name, extra={"fields": endpoints})
         await wait_for_signal()

@@ -58,7 +58,9 @@ def summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, An
         "seconds": elapsed,
         "rate": len(ordered) / elapsed if elapsed else 0.0,
         "p50_ms": percentile(ordered, 0.50) * 1e3,
+        "p90_ms": percentile(ordered, 0.90) * 1e3,
         "p99_ms": percentile(ordered, 0.99) * 1e3,
+        "max_ms": ordered[-1] * 1e3 if ordered else float("nan"),
     }
 
 
