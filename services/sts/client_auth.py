@@ -203,11 +203,6 @@ class ClientAuthenticator:
         self._networks = networks
         self._audit = audit
 
-    @property
-    def audience(self) -> str:
-        """The audience a caller's token must carry."""
-        return self._audience
-
     def authenticate(self, remote: str | None, authorization: Sequence[str]) -> Caller:
         """The caller at ``remote`` presenting the ``Authorization`` values.
 
