@@ -18,29 +18,26 @@ rate limit is on: a refused request gets 429 with the RFC 6749 error
 later, which ``slow_down`` of RFC 8628 would only say to device-flow clients)
 and a ``Retry-After`` header in seconds.
 
-Callers of ``/introspect`` and ``/revoke`` are recognised by their source
-address only: the setting ``admin_networks`` lists the networks allowed,
-loopback by default, and any other caller gets 403 ``access_denied``. There
-is no client authentication yet, so any process in those networks may
-introspect or revoke any mesh token: keep the list to the relying services'
-own networks.
-TODO(#7): authenticate introspection and revocation callers by client
-certificate on a TLS listener of their own.
+Callers of ``/introspect`` and ``/revoke`` authenticate with a mesh token
+of their own for the STS's audience, sent as ``Authorization: Bearer``, and
+need a scope for what they ask; the setting ``admin_networks`` (loopback by
+default) is an outer filter before that. :mod:`services.sts.client_auth`
+has the rules and the refusals, each of which is audited and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
-import grpc
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from services.sts.admission import Admission
+from services.sts.client_auth import BearerRefusal, Caller, ClientAuthenticator
 from services.sts.exchange import (
     GRANT_TYPE,
     ExchangeRequest,
@@ -49,7 +46,6 @@ from services.sts.exchange import (
     TokenExchanger,
 )
 from services.sts.revocation import TokenAdministration
-from services.sts.settings import Networks
 from wif.errors import InternalError, InvalidRequest, WifError
 from wif.ratelimit import RateLimited
 from wif.telemetry import http_tracing
@@ -76,21 +72,15 @@ class UnsupportedGrantType(InvalidRequest):
     default_reason = "UNSUPPORTED_GRANT_TYPE"
 
 
-class CallerNotAllowed(WifError):
-    """The caller's address is outside the networks allowed to call."""
-
-    oauth_error = "access_denied"
-    grpc_code = grpc.StatusCode.PERMISSION_DENIED
-    http_status = 403
-    default_reason = "CALLER_NOT_ALLOWED"
-
-
 def error_response(error: WifError) -> web.Response:
-    """An RFC 6749 section 5.2 error body (with ``Retry-After`` when limited)."""
+    """An RFC 6749 section 5.2 error body, with ``Retry-After`` when limited
+    and ``WWW-Authenticate`` when the caller must authenticate (RFC 6750)."""
     body = {"error": error.oauth_error, "error_description": error.message}
     headers = dict(_NO_STORE)
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after_seconds)
+    if isinstance(error, BearerRefusal):
+        headers["WWW-Authenticate"] = error.challenge
     return web.json_response(body, status=error.http_status, headers=headers)
 
 
@@ -148,16 +138,6 @@ def _flag(value: str) -> bool:
             "allow_scope_trimming must be true or false", reason="INVALID_PARAMETER"
         )
     return value == "true"
-
-
-def check_caller(remote: str | None, allowed: Networks) -> None:
-    """Raises ``CallerNotAllowed`` unless ``remote`` is in an allowed network."""
-    try:
-        address = ipaddress.ip_address((remote or "").split("%", 1)[0])
-    except ValueError as exc:
-        raise CallerNotAllowed("this caller may not use this endpoint") from exc
-    if not any(address in network for network in allowed):
-        raise CallerNotAllowed("this caller may not use this endpoint")
 
 
 def _token_parameter(form: dict[str, list[str]]) -> str:
@@ -243,15 +223,62 @@ def explanation_body(explanation: Explanation) -> dict[str, object]:
     }
 
 
+def _add_token_administration(
+    app: web.Application, admin: TokenAdministration, clients: ClientAuthenticator
+) -> None:
+    """Routes /introspect and /revoke, each behind client authentication."""
+
+    async def authenticated(
+        request: web.Request, event: str, answer: Callable[[Caller], Awaitable[Any]]
+    ) -> web.Response:
+        endpoint = f"{request.method} {request.path}"
+        caller = None
+        try:
+            # The caller is known before anything of the request is read.
+            caller = clients.authenticate(
+                request.remote, request.headers.getall(hdrs.AUTHORIZATION, [])
+            )
+            body = await answer(caller)
+        except WifError as error:
+            source = request.remote or ""
+            await clients.refused(event, endpoint, error, source, caller)
+            return error_response(error)
+        clients.served(endpoint)
+        return web.json_response(body, headers=_NO_STORE)
+
+    async def introspect(request: web.Request) -> web.Response:
+        async def answer(caller: Caller) -> dict[str, Any]:
+            clients.check_may_introspect(caller)
+            token = _token_parameter(await _read_form(request))
+            return admin.introspect(token, caller.subject)
+
+        return await authenticated(request, "token.introspect", answer)
+
+    async def revoke(request: web.Request) -> web.Response:
+        async def answer(caller: Caller) -> dict[str, Any]:
+            token = _token_parameter(await _read_form(request))
+            owner = clients.revocable_subject(caller, token)
+            await admin.revoke(token, caller.subject, owner)
+            return {}
+
+        return await authenticated(request, "token.revoke", answer)
+
+    app.router.add_post(INTROSPECT_PATH, introspect)
+    app.router.add_post(REVOKE_PATH, revoke)
+
+
 def build_app(
     exchanger: TokenExchanger,
     admin: TokenAdministration | None = None,
-    admin_networks: Networks = (),
+    clients: ClientAuthenticator | None = None,
     admission: Admission | None = None,
 ) -> web.Application:
     """The aiohttp application serving the token, introspection and
-    revocation endpoints (the latter two only given ``admin``), rate limited
-    per caller given ``admission``."""
+    revocation endpoints (the latter two only given ``admin``, whose callers
+    ``clients`` authenticates), rate limited per caller given ``admission``.
+
+    Raises ``ValueError`` given ``admin`` without ``clients``.
+    """
 
     async def token(request: web.Request) -> web.Response:
         try:
@@ -272,25 +299,6 @@ def build_app(
             return error_response(error)
         return web.json_response(explanation_body(explanation), headers=_NO_STORE)
 
-    async def introspect(request: web.Request) -> web.Response:
-        assert admin is not None
-        try:
-            check_caller(request.remote, admin_networks)
-            token = _token_parameter(await _read_form(request))
-        except WifError as error:
-            return error_response(error)
-        return web.json_response(admin.introspect(token), headers=_NO_STORE)
-
-    async def revoke(request: web.Request) -> web.Response:
-        assert admin is not None
-        try:
-            check_caller(request.remote, admin_networks)
-            token = _token_parameter(await _read_form(request))
-            await admin.revoke(token)
-        except WifError as error:
-            return error_response(error)
-        return web.json_response({}, headers=_NO_STORE)
-
     middlewares: list[Middleware] = [http_tracing, json_errors]
     if admission is not None:
         middlewares.append(rate_limit(admission))
@@ -298,6 +306,7 @@ def build_app(
     app.router.add_post(TOKEN_PATH, token)
     app.router.add_post(EXPLAIN_PATH, explain)
     if admin is not None:
-        app.router.add_post(INTROSPECT_PATH, introspect)
-        app.router.add_post(REVOKE_PATH, revoke)
+        if clients is None:
+            raise ValueError("introspection and revocation need client authentication")
+        _add_token_administration(app, admin, clients)
     return app

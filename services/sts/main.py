@@ -8,6 +8,7 @@ import aiohttp
 import grpc
 
 from services.sts.admission import Admission
+from services.sts.client_auth import ClientAuthenticator
 from services.sts.exchange import TokenExchanger
 from services.sts.foreign_keys import ForeignKeys
 from services.sts.http import build_app
@@ -71,6 +72,12 @@ async def build(settings: StsSettings) -> ServiceParts:
     admission = Admission(limiter, audit)
     servicer = SecurityTokenServicer(exchanger, validator, admission)
     admin = TokenAdministration(validator, store, revoked, audit)
+    clients = ClientAuthenticator(
+        validator,
+        settings.token_admin_audience,
+        networks(settings.admin_networks),
+        audit,
+    )
 
     def register(server: grpc.aio.Server) -> None:
         sts_pb2_grpc.add_SecurityTokenServiceServicer_to_server(servicer, server)
@@ -86,9 +93,7 @@ async def build(settings: StsSettings) -> ServiceParts:
         register=register,
         service_names=(SERVICE_NAME,),
         background=[trust.run(), keyring.follow(), revoked.follow()],
-        http_app=build_app(
-            exchanger, admin, networks(settings.admin_networks), admission
-        ),
+        http_app=build_app(exchanger, admin, clients, admission),
         http_listen=settings.http_listen,
         ready=store.connect,
         close=close,

@@ -1,6 +1,8 @@
 """Introspection (RFC 7662) and revocation (RFC 7009) of the mesh's tokens.
 
-Both surfaces answer alike for anything that is not a valid mesh token:
+Callers are authenticated and authorized before either is asked (see
+:mod:`services.sts.client_auth`); every answer is audited with the caller's
+subject. Both surfaces answer alike for anything that is not a valid mesh token:
 introspection says ``{"active": false}`` and nothing more, whatever the
 reason (malformed, forged, expired, revoked, foreign), and revocation
 answers success, as RFC 7009 section 2.2 asks, because there is nothing
@@ -41,16 +43,31 @@ class TokenAdministration:
         self._revoked = revoked
         self._audit = audit
 
-    def introspect(self, token: str) -> dict[str, Any]:
-        """The RFC 7662 section 2.2 answer for ``token``."""
+    def introspect(self, token: str, caller: str) -> dict[str, Any]:
+        """The RFC 7662 section 2.2 answer for ``token``, asked by ``caller``
+        (the subject of an authenticated caller), who is audited with it."""
         try:
             valid = self._validator.validate(token)
-        except InvalidGrant:
+        except InvalidGrant as error:
+            self._audit.record_nowait(
+                "token.introspect", "inactive", reason=error.reason, caller=caller
+            )
             return dict(INACTIVE)
+        self._audit.record_nowait(
+            "token.introspect",
+            "active",
+            token_id=valid.token_id,
+            subject=valid.subject,
+            caller=caller,
+        )
         return {**valid.claims, "active": True, "token_type": "Bearer"}
 
-    async def revoke(self, token: str) -> None:
+    async def revoke(self, token: str, caller: str, owner: str | None = None) -> None:
         """Revokes ``token`` if it is a valid mesh token; otherwise does nothing.
+
+        ``caller`` is the subject of the authenticated caller, audited with
+        the revocation. Given ``owner``, only a token of that subject is
+        revoked (a caller revoking its own tokens).
 
         Raises ``StoreUnavailable`` when etcd cannot record the revocation
         (RFC 7009 section 2.2.1: the caller may retry).
@@ -59,9 +76,21 @@ class TokenAdministration:
             valid = self._validator.validate(token)
         except InvalidGrant as error:
             log.info("nothing to revoke: %s", error.reason)
+            await self._audit.record(
+                "token.revoke", "inactive", reason=error.reason, caller=caller
+            )
+            return
+        if owner is not None and valid.subject != owner:
+            # The caller checked the claimed subject, and a valid token's
+            # subject is the one it claims; this guards the contract anyway.
+            log.warning("refusing to revoke a token of another subject")
             return
         await revocations.revoke_token(self._store, valid.token_id, valid.expires_at)
         self._revoked.add_token(valid.token_id)
         await self._audit.record(
-            "token.revoke", "ok", token_id=valid.token_id, subject=valid.subject
+            "token.revoke",
+            "ok",
+            token_id=valid.token_id,
+            subject=valid.subject,
+            caller=caller,
         )

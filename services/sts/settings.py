@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from wif.settings import CommonSettings, dns_name, host_port, setting
+from wif.trust.model import ID_PATTERN
 
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
@@ -23,6 +24,16 @@ def networks(value: str) -> Networks:
 def network_list(value: str) -> str:
     """Checks a comma-separated list of networks; raises ``ValueError``."""
     networks(value)
+    return value
+
+
+def audience_id(value: str) -> str:
+    """Checks that ``value`` can name an audience; raises ``ValueError``."""
+    if not ID_PATTERN.fullmatch(value):
+        raise ValueError(
+            "must be an audience id: lower-case letters, digits, '.', '-' or "
+            "'_', starting with a letter or digit"
+        )
     return value
 
 
@@ -72,10 +83,20 @@ class StsSettings(CommonSettings):
     )
     admin_networks: str = setting(
         "127.0.0.0/8,::1/128",
-        "comma-separated networks (CIDR) allowed to call the HTTP introspection "
-        "(/introspect) and revocation (/revoke) endpoints; empty allows nobody",
+        "comma-separated networks (CIDR) from which the HTTP introspection "
+        "(/introspect) and revocation (/revoke) endpoints may be called at all; "
+        "callers inside them still authenticate with a mesh token; empty "
+        "allows nobody",
         env="WIF_STS_ADMIN_NETWORKS",
         parse=network_list,
+    )
+    token_admin_audience: str = setting(
+        "wif-sts",
+        "audience a caller's mesh token must carry to call /introspect and "
+        "/revoke: the id of an audience of the trust configuration that "
+        "offers the scopes wif.tokens.introspect and wif.tokens.revoke",
+        env="WIF_STS_TOKEN_ADMIN_AUDIENCE",
+        parse=audience_id,
     )
     peer_timeout_seconds: float = setting(
         3.0,

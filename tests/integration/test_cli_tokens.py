@@ -1,8 +1,10 @@
-"""``wif token exchange|validate``, ``wif config diff``, and every command's help."""
+"""``wif token exchange|validate|introspect|revoke``, ``wif config diff``, and
+every command's help."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.mesh import REPO_ROOT, job_token
+from tests.support.mesh import REPO_ROOT, caller_token, job_token
 from wif.cli.main import build_parser
 
 WIF = [sys.executable, "-c", "from wif.cli.main import main; main()"]
@@ -160,6 +162,60 @@ def test_token_validate_exits_1_with_the_reason(mesh: dict[str, Any]) -> None:
         "reason": "AUDIENCE_MISMATCH",
         "detail": json.loads(data.stdout)["detail"],
     }
+
+
+async def test_token_introspect_and_revoke_go_through_the_sts_as_the_caller(
+    mesh: dict[str, Any], tmp_path: Path
+) -> None:
+    caller = tmp_path / "caller.jwt"
+    caller.write_text(await caller_token(mesh))
+    issued = json.loads((await asyncio.to_thread(_exchange, mesh, "--json")).stdout)
+    sts = ("--sts-url", mesh["sts"]["http"], "--caller-token-file", str(caller))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return _wif(*args, stdin=issued["access_token"])
+
+    active = await asyncio.to_thread(run, "--json", "token", "introspect", *sts)
+    text = await asyncio.to_thread(run, "token", "introspect", *sts)
+    revoked = await asyncio.to_thread(run, "token", "revoke", "--token", "-", *sts)
+    after = await asyncio.to_thread(run, "token", "introspect", *sts)
+
+    assert active.returncode == 0, active.stderr
+    assert json.loads(active.stdout)["jti"] == issued["token_id"]
+    assert json.loads(active.stdout)["active"] is True
+    assert f"token id: {issued['token_id']}" in text.stdout
+    assert revoked.returncode == 0, revoked.stderr
+    assert issued["token_id"] in revoked.stdout
+    assert (after.returncode, after.stdout) == (1, "inactive\n")
+
+
+async def test_token_introspect_as_a_refused_caller_exits_1_with_the_error(
+    mesh: dict[str, Any], tmp_path: Path
+) -> None:
+    issued = json.loads((await asyncio.to_thread(_exchange, mesh, "--json")).stdout)
+    caller = tmp_path / "caller.jwt"
+    caller.write_text(issued["access_token"])  # for payments-api, not the STS
+    sts = ("--sts-url", mesh["sts"]["http"], "--caller-token-file", str(caller))
+
+    result = await asyncio.to_thread(
+        _wif, "token", "introspect", *sts, stdin=issued["access_token"]
+    )
+    unnamed = await asyncio.to_thread(
+        _wif,
+        "token",
+        "introspect",
+        "--sts-url",
+        mesh["sts"]["http"],
+        stdin=issued["access_token"],
+        env={"WIF_CALLER_TOKEN_FILE": ""},
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("wif: the STS refused: invalid_client: ")
+    assert "(401)" in result.stderr
+    assert issued["access_token"] not in result.stderr + result.stdout
+    assert unnamed.returncode == 1
+    assert "--caller-token-file" in unnamed.stderr
 
 
 def test_config_diff_of_the_applied_file_is_empty(mesh: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.support.mesh import TYPE_JWT, job_token, refusal
+from tests.support.mesh import STS_AUDIENCE, TYPE_JWT, bearer, job_token, refusal
 from tests.support.replicas import Replica, start_replica
 from wif.dev.mesh import apply_config, start_mesh, stop_mesh
 from wif.v1 import its_pb2, its_pb2_grpc, sts_pb2, sts_pb2_grpc
@@ -202,9 +202,11 @@ async def test_a_configuration_change_reaches_all_six_services(
     assert pending == set()
 
 
-def _post_form(url: str, fields: list[tuple[str, str]]) -> int:
+def _post_form(url: str, fields: list[tuple[str, str]], caller: str) -> int:
     body = urllib.parse.urlencode(fields).encode()
-    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310
+    request = urllib.request.Request(  # noqa: S310
+        url, data=body, method="POST", headers=bearer(caller)
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         return int(response.status)
 
@@ -216,10 +218,14 @@ async def test_a_revocation_at_the_second_sts_is_honoured_by_the_first(
     issued = await sts[0].ExchangeToken(_ask(token), timeout=10)
     check = sts_pb2.ValidateTokenRequest(token=issued.access_token)
     await sts[0].ValidateToken(check, timeout=10)
+    # The workload revokes its own token, so its caller token needs no scope.
+    own = await sts[1].ExchangeToken(
+        _ask(await _platform_token(replicated), STS_AUDIENCE), timeout=10
+    )
 
     revoke_url = replicated.chains[1].sts_http + "/revoke"
     status = await asyncio.to_thread(
-        _post_form, revoke_url, [("token", issued.access_token)]
+        _post_form, revoke_url, [("token", issued.access_token)], own.access_token
     )
     outcome = None
     for _ in range(PROPAGATION_POLLS):

@@ -25,7 +25,14 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.support.mesh import MESH_AUDIENCE, REPO_ROOT, TYPE_JWT, refusal
+from tests.support.mesh import (
+    MESH_AUDIENCE,
+    REPO_ROOT,
+    TYPE_JWT,
+    bearer,
+    caller_token,
+    refusal,
+)
 from tests.support.replicas import Replica, start_replica
 from wif.dev.mesh import start_mesh, stop_mesh
 from wif.dev.oidc import (
@@ -166,9 +173,15 @@ def claims_of(token: str) -> dict[str, Any]:
     return parse_compact(token).claims
 
 
-def post_form(url: str, fields: list[tuple[str, str]]) -> tuple[int, dict[str, Any]]:
+def post_form(
+    url: str, fields: list[tuple[str, str]], caller: str = ""
+) -> tuple[int, dict[str, Any]]:
+    """POSTs a form, as ``caller`` (a mesh token for the STS) when given."""
     body = urllib.parse.urlencode(fields).encode()
-    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310
+    headers = bearer(caller) if caller else {}
+    request = urllib.request.Request(  # noqa: S310
+        url, data=body, method="POST", headers=headers
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             assert response.headers["Cache-Control"] == "no-store"
@@ -448,11 +461,13 @@ async def test_revocation_through_one_replica_is_honoured_by_another(
     issued = await sts.ExchangeToken(ask(token), timeout=10)
     check = sts_pb2.ValidateTokenRequest(token=issued.access_token)
     valid_there = await sts2.ValidateToken(check, timeout=10)  # now cached there
+    caller = await caller_token(sts_mesh)
 
     status, body = await asyncio.to_thread(
         post_form,
         sts_mesh["sts"]["http"] + "/revoke",
         [("token", issued.access_token), ("token_type_hint", "access_token")],
+        caller,
     )
     for _ in range(PROPAGATION_POLLS):
         try:
@@ -462,7 +477,10 @@ async def test_revocation_through_one_replica_is_honoured_by_another(
             break
         await asyncio.sleep(0.02)
     _, introspected = await asyncio.to_thread(
-        post_form, second_sts["http"] + "/introspect", [("token", issued.access_token)]
+        post_form,
+        second_sts["http"] + "/introspect",
+        [("token", issued.access_token)],
+        caller,
     )
 
     assert valid_there.token_id == issued.token_id
@@ -475,23 +493,32 @@ async def test_revocation_through_one_replica_is_honoured_by_another(
     assert introspected == {"active": False}
 
 
-def test_introspection_answers_claims_or_inactive_only(
+async def test_introspection_answers_claims_or_inactive_only(
     sts_mesh: dict[str, Any],
 ) -> None:
     fields = [
         ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
-        ("subject_token", ci_token(sts_mesh)),
+        ("subject_token", await asyncio.to_thread(ci_token, sts_mesh)),
         ("subject_token_type", TYPE_JWT),
         ("audience", "payments-api"),
     ]
-    _, issued = post_form(sts_mesh["sts"]["http"] + "/token", fields)
-    url = sts_mesh["sts"]["http"] + "/introspect"
+    caller = await caller_token(sts_mesh)
+    foreign_token = await asyncio.to_thread(ci_token, sts_mesh)
 
-    active = post_form(url, [("token", issued["access_token"])])
-    garbage = post_form(url, [("token", "not.a.token")])
-    foreign = post_form(url, [("token", ci_token(sts_mesh))])
-    unknown = post_form(sts_mesh["sts"]["http"] + "/revoke", [("token", "x.y.z")])
-    missing = post_form(url, [])
+    def ask_sts() -> list[tuple[int, dict[str, Any]]]:
+        _, issued = post_form(sts_mesh["sts"]["http"] + "/token", fields)
+        url = sts_mesh["sts"]["http"] + "/introspect"
+        return [
+            post_form(url, [("token", issued["access_token"])], caller),
+            post_form(url, [("token", "not.a.token")], caller),
+            post_form(url, [("token", foreign_token)], caller),
+            post_form(
+                sts_mesh["sts"]["http"] + "/revoke", [("token", "x.y.z")], caller
+            ),
+            post_form(url, [], caller),
+        ]
+
+    active, garbage, foreign, unknown, missing = await asyncio.to_thread(ask_sts)
 
     assert active[0] == 200
     assert active[1]["active"] is True

@@ -186,6 +186,27 @@ def test_sts_settings_refuse_a_bad_policy_address() -> None:
     )
 
 
+def test_sts_token_admin_audience_defaults_to_wif_sts_and_must_be_an_id() -> None:
+    default = load_settings(StsSettings, [], PLAINTEXT)
+    chosen = load_settings(StsSettings, ["--token-admin-audience", "sts-2"], PLAINTEXT)
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            StsSettings,
+            [],
+            {"WIF_STS_TOKEN_ADMIN_AUDIENCE": "https://sts.example", **PLAINTEXT},
+        )
+
+    assert (default.token_admin_audience, chosen.token_admin_audience) == (
+        "wif-sts",
+        "sts-2",
+    )
+    assert str(caught.value).startswith(
+        "setting token_admin_audience (WIF_STS_TOKEN_ADMIN_AUDIENCE): "
+        "'https://sts.example' is not valid: must be an audience id"
+    )
+
+
 def test_tls_settings_are_off_by_default() -> None:
     settings = load_settings(StsSettings, [], PLAINTEXT)
 

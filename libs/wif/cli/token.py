@@ -1,9 +1,15 @@
-"""``wif token``: exchange, validate, look at and revoke tokens.
+"""``wif token``: exchange, validate, introspect, look at and revoke tokens.
 
 ``exchange`` and ``validate`` call the STS over gRPC at ``--sts``, then
 ``WIF_STS_ADDRESS``, then the STS of the running local mesh. ``exchange``
 prints the issued token to stdout and nowhere else; ``validate`` exits 1
 with the STS's reason when the token is not valid.
+
+``introspect`` and ``revoke --token`` call the STS's HTTP ``/introspect``
+and ``/revoke`` as the caller whose mesh token for the STS they are given
+(see :mod:`wif.cli.sts_http`); ``introspect`` exits 1 when the token is not
+active. ``revoke --jti`` and ``revoke --subject`` write to etcd directly,
+for operators who hold etcd access and not the token.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import json_format
 
+from wif.cli import sts_http
 from wif.cli.common import (
     EXIT_FAILED,
     call_failed,
@@ -163,12 +170,31 @@ def cmd_token_decode(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_token_revoke(args: argparse.Namespace) -> int:
-    """Writes the revocation to etcd, where every STS and Policy replica sees it.
+def cmd_token_introspect(args: argparse.Namespace) -> int:
+    """Asks the STS's /introspect (RFC 7662) about a token; exits 1 if inactive."""
+    caller = read_token(sts_http.caller_token_file(args))
+    answer = sts_http.post(args, "/introspect", read_token(args.source), caller)
+    if answer.get("active") is not True:
+        emit(args, "inactive", {"active": False})
+        return EXIT_FAILED
+    expires = answer.get("exp")
+    text = f"active\nsubject: {answer.get('sub')}\ntoken id: {answer.get('jti')}"
+    if isinstance(expires, int):
+        text += f"\nexpires: {_when(expires)}"
+    emit(args, text, answer)
+    return 0
 
-    A token id revoked here, without the token, is revoked for the longest
-    lifetime a mesh token can have; a subject for the same time.
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    """Revokes through the STS given ``--token``, else writes to etcd.
+
+    The STS revokes the token it is given if it is valid and answers alike
+    if not (RFC 7009 section 2.2). In etcd, where every STS and Policy
+    replica sees it, a token id revoked without the token is revoked for
+    the longest lifetime a mesh token can have; a subject for the same time.
     """
+    if args.token:
+        return _revoke_through_the_sts(args)
     from wif import revocations
     from wif.store import EtcdStore
 
@@ -183,6 +209,25 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     what = {"jti": args.jti} if args.jti else {"subject": args.subject}
     name = f"token {args.jti}" if args.jti else f"every token of {args.subject}"
     emit(args, f"revoked {name}", {"revoked": what})
+    return 0
+
+
+def _revoke_through_the_sts(args: argparse.Namespace) -> int:
+    from wif.errors import InvalidGrant
+    from wif.tokens import parse_compact
+
+    caller = read_token(sts_http.caller_token_file(args))
+    token = read_token(args.token)
+    sts_http.post(args, "/revoke", token, caller)
+    try:
+        token_id = str(parse_compact(token).claims.get("jti", "")) or None
+    except InvalidGrant:
+        token_id = None
+    emit(
+        args,
+        f"revoked token {token_id or '(no id)'}, if it was a valid mesh token",
+        {"revoked": {"jti": token_id, "through": "sts"}},
+    )
     return 0
 
 
@@ -209,13 +254,39 @@ def register(groups: Any) -> None:
     validate.add_argument("--audience", help="the audience the token must carry")
     validate.add_argument("--sts", help="gRPC address of the STS [WIF_STS_ADDRESS]")
     validate.set_defaults(func=cmd_token_validate)
+    _register_introspect(token)
     revoke = token.add_parser(
-        "revoke", help="revoke a mesh token by id, or every token of a subject"
+        "revoke",
+        help="revoke a mesh token through the STS, or by id or subject in etcd",
     )
     which = revoke.add_mutually_exclusive_group(required=True)
-    which.add_argument("--jti", help="the token id (jti) to revoke")
-    which.add_argument("--subject", help="the SPIFFE ID whose tokens to revoke")
+    which.add_argument(
+        "--token",
+        help="file holding the token to revoke (- for stdin), revoked through "
+        "the STS's /revoke as the caller of --caller-token-file",
+    )
+    which.add_argument("--jti", help="the token id (jti) to revoke, in etcd")
+    which.add_argument(
+        "--subject", help="the SPIFFE ID whose tokens to revoke, in etcd"
+    )
+    sts_http.add_arguments(revoke)
     revoke.set_defaults(func=cmd_token_revoke)
+
+
+def _register_introspect(token: Any) -> None:
+    introspect = token.add_parser(
+        "introspect",
+        help="ask the STS whether a mesh token is active, and its claims "
+        "(exit 1 if not)",
+    )
+    introspect.add_argument(
+        "source",
+        nargs="?",
+        default="-",
+        help="file holding the token (default: -, stdin)",
+    )
+    sts_http.add_arguments(introspect)
+    introspect.set_defaults(func=cmd_token_introspect)
 
 
 def _register_exchange(token: Any) -> None:

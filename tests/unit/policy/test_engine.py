@@ -81,6 +81,69 @@ def test_decide_denies_an_audience_no_policy_permits(engine: PolicyEngine) -> No
     assert result.policy_ids == ()
 
 
+@dataclass(frozen=True)
+class StsReach:
+    """An exchange for the STS's own audience in the dev configuration."""
+
+    name: str
+    pool: str
+    path: str
+    scopes: tuple[str, ...]
+    allowed: bool
+    policy_ids: tuple[str, ...]
+
+
+STS_INTROSPECT = "wif.tokens.introspect"
+STS_REVOKE = "wif.tokens.revoke"
+STS_REACH = [
+    StsReach(
+        "payments workload, no scope",
+        "payments-ci",
+        "acme-corp/payments-api",
+        (),
+        True,
+        ("payments-reach-the-sts",),
+    ),
+    StsReach(
+        "payments workload, introspect scope",
+        "payments-ci",
+        "acme-corp/payments-api",
+        (STS_INTROSPECT,),
+        False,
+        ("token-administration-for-mesh-operations-only",),
+    ),
+    StsReach(
+        "payments workload, revoke scope",
+        "payments-ci",
+        "acme-corp/payments-api",
+        (STS_REVOKE,),
+        False,
+        ("token-administration-for-mesh-operations-only",),
+    ),
+    StsReach(
+        "mesh operations, both scopes",
+        "payments-ci",
+        "acme-corp/mesh-operations",
+        (STS_INTROSPECT, STS_REVOKE),
+        True,
+        ("payments-reach-the-sts",),
+    ),
+    StsReach("search workload", "search", "acme-corp/search", (), False, ()),
+]
+
+
+@pytest.mark.parametrize("case", STS_REACH, ids=lambda case: case.name)
+def test_decide_gives_token_administration_scopes_to_mesh_operations_only(
+    engine: PolicyEngine, case: StsReach
+) -> None:
+    result = engine.decide(
+        question(case.pool, audience="wif-sts", scopes=case.scopes, path=case.path)
+    )
+
+    assert (result.allowed, result.policy_ids) == (case.allowed, case.policy_ids)
+    assert result.granted_scopes == (case.scopes if case.allowed else ())
+
+
 @pytest.mark.parametrize("tier", [None, "staging", "Production"])
 def test_decide_forbids_write_scope_outside_production(
     tier: str | None, engine: PolicyEngine

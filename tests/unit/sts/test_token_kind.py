@@ -1,12 +1,9 @@
-"""Tests for the token-kind rule and the introspection caller check."""
+"""Tests for the token-kind rule."""
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
 
-from services.sts.http import CallerNotAllowed, check_caller
 from services.sts.subject import (
     TYPE_ACCESS_TOKEN,
     TYPE_ID_TOKEN,
@@ -42,29 +39,3 @@ def test_token_kind_rule(typ: str, token_type: str, mesh: bool, allowed: bool) -
     with pytest.raises(InvalidGrant) as caught:
         check_token_kind(token, token_type, mesh)
     assert caught.value.reason == "WRONG_TOKEN_KIND"
-
-
-@pytest.mark.parametrize(
-    ("remote", "allowed"),
-    [
-        ("127.0.0.1", True),
-        ("::1", True),
-        ("10.0.0.5", False),
-        (None, False),
-        ("x", False),
-    ],
-)
-def test_admin_endpoints_check_the_callers_network(
-    remote: str | None, allowed: bool
-) -> None:
-    networks = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-
-    if allowed:
-        check_caller(remote, networks)
-        return
-    with pytest.raises(CallerNotAllowed) as caught:
-        check_caller(remote, networks)
-    assert (caught.value.http_status, caught.value.oauth_error) == (
-        403,
-        "access_denied",
-    )

@@ -83,6 +83,7 @@ def test_load_file_accepts_the_dev_configuration(dev_config: TrustConfig) -> Non
         "payments-api",
         "search-api",
         "ledger-admin",
+        "wif-sts",
     }
     assert dev_config.revision == 0
 
@@ -444,7 +445,7 @@ def test_to_etcd_items_writes_one_document_per_key(dev_config: TrustConfig) -> N
     assert TRUST_PREFIX + "pools/payments-ci" in items
     assert TRUST_PREFIX + "providers/ci" in items
     assert TRUST_PREFIX + "policies/search-is-isolated" in items
-    assert len(items) == 1 + 5 + 1 + 4 + 4
+    assert len(items) == 1 + 5 + 1 + 5 + 6
 
 
 def test_etcd_items_round_trip_keeps_documents_and_revision(
@@ -531,6 +532,8 @@ def test_compiled_policy_ids_are_the_document_ids(dev_config: TrustConfig) -> No
         "production-deploys-only",
         "search-is-isolated",
         "payments-access-payments-api",
+        "payments-reach-the-sts",
+        "token-administration-for-mesh-operations-only",
     )
 
 
