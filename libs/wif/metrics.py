@@ -47,6 +47,13 @@ PEER_CALLS_IN_FLIGHT = _meter.create_up_down_counter(
 RATE_LIMITED = _meter.create_counter(
     "wif_rate_limited", unit="1", description="requests refused by the rate limit"
 )
+#: HTTP connections a listener closed before a request, by reason
+#: (SLOW_REQUEST_HEAD, TOO_MANY_CONNECTIONS; see :mod:`wif.http_guard`).
+HTTP_CONNECTIONS_CLOSED = _meter.create_counter(
+    "wif_http_connections_closed",
+    unit="1",
+    description="HTTP connections closed by the listener's limits, by reason",
+)
 #: Policy decisions, by action and decision.
 DECISIONS = _meter.create_counter(
     "wif_decisions", unit="1", description="policy decisions by action and outcome"
