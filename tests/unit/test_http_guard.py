@@ -10,20 +10,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from tests.support.raw_http import (
+    connect,
+    exchange,
+    read_response,
+    request_head,
+    slow_head,
+    trickle,
+    until_closed,
+)
 from wif.http_guard import ConnectionGuard, HttpLimits, start_guarded_site
 
 HEAD_TIMEOUT = 0.5
 #: Added to every upper bound on how long the server takes to act.
 SLACK = 3.0
-#: Seconds between two bytes of a trickled request head.
-TRICKLE_SECONDS = 0.05
-GET = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
-SLOW_HEAD = b"GET / HTTP/1.1\r\nHost: test\r\n" + b"X-Slow: yes\r\n" * 200
+GET = request_head("GET", "/")
+SLOW_HEAD = slow_head()
 
 
 @dataclass
@@ -76,66 +83,17 @@ async def guarded(
         await runner.cleanup()
 
 
-async def _connect(
-    port: int,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port)
-
-
-async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """Reads one response with a Content-Length; returns status and body."""
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), SLACK)
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.lower() == "content-length":
-            length = int(value)
-    body = await asyncio.wait_for(reader.readexactly(length), SLACK)
-    return status, body
-
-
 async def _get(port: int, path: str = "/") -> int:
-    reader, writer = await _connect(port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
-        status, _ = await _response(reader)
-        return status
-    finally:
-        writer.close()
-
-
-async def _closed(reader: asyncio.StreamReader) -> bytes:
-    """Everything the server sends until it closes the connection."""
-    received = b""
-    with suppress(ConnectionResetError):
-        while chunk := await reader.read(4096):
-            received += chunk
-    return received
-
-
-async def _trickle(
-    writer: asyncio.StreamWriter, data: bytes, stop: asyncio.Event | None = None
-) -> None:
-    """Sends ``data`` a byte at a time until it is sent, refused or stopped."""
-    for index in range(len(data)):
-        if stop is not None and stop.is_set():
-            return
-        try:
-            writer.write(data[index : index + 1])
-            await writer.drain()
-        except (ConnectionError, OSError):
-            return
-        await asyncio.sleep(TRICKLE_SECONDS)
+    status, _ = await exchange(port, request_head("GET", path), SLACK)
+    return status
 
 
 async def _time_to_close(port: int, head: bytes) -> tuple[float, bytes]:
-    reader, writer = await _connect(port)
+    reader, writer = await connect(port)
     started = time.monotonic()
-    sending = asyncio.create_task(_trickle(writer, head))
+    sending = asyncio.create_task(trickle(writer, head))
     try:
-        answer = await asyncio.wait_for(_closed(reader), HEAD_TIMEOUT + SLACK)
+        answer = await asyncio.wait_for(until_closed(reader), HEAD_TIMEOUT + SLACK)
     finally:
         sending.cancel()
         writer.close()
@@ -162,16 +120,16 @@ async def test_a_connection_that_sends_nothing_is_closed_after_the_head_timeout(
 
 async def test_a_normal_client_is_served_while_a_head_trickles() -> None:
     async with guarded() as served:
-        reader, writer = await _connect(served.port)
+        reader, writer = await connect(served.port)
         stop = asyncio.Event()
-        sending = asyncio.create_task(_trickle(writer, SLOW_HEAD, stop))
+        sending = asyncio.create_task(trickle(writer, SLOW_HEAD, stop))
         await asyncio.sleep(HEAD_TIMEOUT / 2)
 
         started = time.monotonic()
         status = await _get(served.port)
         served_in = time.monotonic() - started
 
-        answer = await asyncio.wait_for(_closed(reader), HEAD_TIMEOUT + SLACK)
+        answer = await asyncio.wait_for(until_closed(reader), HEAD_TIMEOUT + SLACK)
         stop.set()
         await sending
         writer.close()
@@ -185,9 +143,9 @@ async def test_many_slow_clients_do_not_starve_a_normal_one() -> None:
     slow_clients = 50
     async with guarded(max_connections=slow_clients + 10) as served:
         stop = asyncio.Event()
-        connections = [await _connect(served.port) for _ in range(slow_clients)]
+        connections = [await connect(served.port) for _ in range(slow_clients)]
         senders = [
-            asyncio.create_task(_trickle(writer, SLOW_HEAD, stop))
+            asyncio.create_task(trickle(writer, SLOW_HEAD, stop))
             for _, writer in connections
         ]
         await asyncio.sleep(HEAD_TIMEOUT / 2)
@@ -197,7 +155,7 @@ async def test_many_slow_clients_do_not_starve_a_normal_one() -> None:
         served_in = time.monotonic() - started
 
         answers = await asyncio.wait_for(
-            asyncio.gather(*(_closed(reader) for reader, _ in connections)),
+            asyncio.gather(*(until_closed(reader) for reader, _ in connections)),
             HEAD_TIMEOUT + SLACK,
         )
         stop.set()
@@ -217,14 +175,14 @@ async def test_the_head_of_a_later_request_on_a_kept_alive_connection_is_bounded
     None
 ):
     async with guarded() as served:
-        reader, writer = await _connect(served.port)
+        reader, writer = await connect(served.port)
         writer.write(GET)
-        first = await _response(reader)
+        first = await read_response(reader, SLACK)
         await asyncio.sleep(HEAD_TIMEOUT * 1.5)  # idle: not cut by the head bound
 
         started = time.monotonic()
-        sending = asyncio.create_task(_trickle(writer, SLOW_HEAD))
-        answer = await asyncio.wait_for(_closed(reader), HEAD_TIMEOUT + SLACK)
+        sending = asyncio.create_task(trickle(writer, SLOW_HEAD))
+        answer = await asyncio.wait_for(until_closed(reader), HEAD_TIMEOUT + SLACK)
         elapsed = time.monotonic() - started
         sending.cancel()
         writer.close()
@@ -239,16 +197,14 @@ async def test_an_idle_kept_alive_connection_is_closed_by_the_keepalive_timeout(
 ):
     keepalive = HEAD_TIMEOUT * 4
     async with guarded(keepalive=keepalive) as served:
-        reader, writer = await _connect(served.port)
+        reader, writer = await connect(served.port)
         writer.write(GET)
-        await _response(reader)
-        idle_since = time.monotonic()
-
+        await read_response(reader, SLACK)
         await asyncio.sleep(HEAD_TIMEOUT * 2)
         writer.write(GET)
-        second = await _response(reader)
+        second = await read_response(reader, SLACK)
         idle_since = time.monotonic()
-        answer = await asyncio.wait_for(_closed(reader), keepalive + SLACK)
+        answer = await asyncio.wait_for(until_closed(reader), keepalive + SLACK)
         idle_for = time.monotonic() - idle_since
         writer.close()
 
@@ -259,17 +215,14 @@ async def test_an_idle_kept_alive_connection_is_closed_by_the_keepalive_timeout(
 
 async def test_handling_and_body_are_not_bounded_by_the_head_timeout() -> None:
     async with guarded() as served:
-        reader, writer = await _connect(served.port)
-        writer.write(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
-        slow = await _response(reader)
+        reader, writer = await connect(served.port)
+        writer.write(request_head("GET", "/slow"))
+        slow = await read_response(reader, SLACK)
 
         body = b"x" * 20
-        writer.write(
-            b"POST /echo HTTP/1.1\r\nHost: test\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        )
-        await _trickle(writer, body)  # about twice the head timeout
-        echoed = await _response(reader)
+        writer.write(request_head("POST", "/echo", f"Content-Length: {len(body)}"))
+        await trickle(writer, body)  # about twice the head timeout
+        echoed = await read_response(reader, SLACK)
         writer.close()
 
     assert slow == (200, b"done")
@@ -278,12 +231,12 @@ async def test_handling_and_body_are_not_bounded_by_the_head_timeout() -> None:
 
 async def test_a_request_answered_by_a_later_middleware_counts_as_received() -> None:
     async with guarded() as served:
-        reader, writer = await _connect(served.port)
-        writer.write(b"GET /refused HTTP/1.1\r\nHost: test\r\n\r\n")
-        refused = await _response(reader)
+        reader, writer = await connect(served.port)
+        writer.write(request_head("GET", "/refused"))
+        refused = await read_response(reader, SLACK)
         await asyncio.sleep(HEAD_TIMEOUT * 2)
         writer.write(GET)
-        after = await _response(reader)
+        after = await read_response(reader, SLACK)
         writer.close()
 
     assert refused[0] == 429
@@ -292,9 +245,9 @@ async def test_a_request_answered_by_a_later_middleware_counts_as_received() -> 
 
 async def test_pipelined_requests_are_all_answered() -> None:
     async with guarded() as served:
-        reader, writer = await _connect(served.port)
+        reader, writer = await connect(served.port)
         writer.write(GET * 3)
-        answers = [await _response(reader) for _ in range(3)]
+        answers = [await read_response(reader, SLACK) for _ in range(3)]
         writer.close()
 
     assert answers == [(200, b"ok")] * 3
@@ -302,10 +255,10 @@ async def test_pipelined_requests_are_all_answered() -> None:
 
 async def test_a_connection_over_the_limit_gets_503_and_is_closed() -> None:
     async with guarded(max_connections=2) as served:
-        held = [await _connect(served.port) for _ in range(2)]
+        held = [await connect(served.port) for _ in range(2)]
         await asyncio.sleep(0.05)
-        reader, writer = await _connect(served.port)
-        refused = await asyncio.wait_for(_closed(reader), SLACK)
+        reader, writer = await connect(served.port)
+        refused = await asyncio.wait_for(until_closed(reader), SLACK)
         writer.close()
 
         held[0][1].close()
