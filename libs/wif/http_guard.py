@@ -1,10 +1,13 @@
 """Connection limits of the services' HTTP listeners: slow request heads, crowds.
 
-aiohttp bounds the size of a request head but not the time it may take to
-arrive, so a client that trickles header bytes keeps a connection (a file
-descriptor, a parser, a task) for as long as it likes. Every HTTP listener
-of the services is started with :func:`start_guarded_site`, whose
-connections pass through a :class:`ConnectionGuard`:
+aiohttp bounds the size of a request head but has no setting for the time
+it may take to arrive. With older releases a client that trickles header
+bytes keeps a connection (a file descriptor, a parser, a task) for as long
+as it likes; recent ones (3.14) close a connection still waiting for a head
+when its keep-alive timer runs out, a side effect of closing connections
+that never send a request. Every HTTP listener of the services is started
+with :func:`start_guarded_site`, whose connections pass through a
+:class:`ConnectionGuard`, whatever the aiohttp version:
 
 - A complete request head (request line and headers) must arrive within
   ``head_timeout`` seconds, counted from the accept for the first request
