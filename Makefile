@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-unit lint gen release-contract bench up down clean
+.PHONY: setup demo test test-unit lint gen release-contract bench fuzz up down clean
 
 setup: $(VENV)/.installed node_modules/.installed .etcd-ready .softhsm-ready
 
@@ -67,5 +67,26 @@ release-contract: node_modules/.installed
 bench: setup
 	$(PY) -m tests.bench
 
+# Coverage-guided fuzzing (atheris) of each target in tests/fuzz, FUZZ_SECONDS
+# each (make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=trust_yaml). New inputs go to
+# .fuzz/<target>/, a crashing input to .fuzz/<target>-crash-*; the seeds in
+# tests/fuzz/corpus/ are read, never written.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= jwt_parser sts_form trust_yaml
+
+$(VENV)/.fuzz-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,fuzz]'
+	scripts/restore-shadowed-packages.sh $(PY)
+	touch $@
+
+fuzz: $(VENV)/.fuzz-installed
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p .fuzz/$$target; \
+	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  $(PY) -m tests.fuzz.$$target -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -artifact_prefix=.fuzz/$$target- .fuzz/$$target tests/fuzz/corpus/$$target \
+	    || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) node_modules .etcd-ready .softhsm-ready .wif
+	rm -rf $(VENV) node_modules .etcd-ready .softhsm-ready .wif .fuzz

@@ -36,6 +36,7 @@ from wif import spiffe
 from wif.audit import AuditLog
 from wif.callers import CallerAuthorizer, Callers, CallerSettings, RefusalAudit
 from wif.grpc_errors import DecodeGuard
+from wif.http_guard import HttpLimits, start_guarded_site
 from wif.logs import configure_logging
 from wif.metrics import (
     PROMETHEUS_CONTENT_TYPE,
@@ -72,7 +73,10 @@ MAX_HTTP_LINE_BYTES = 4096
 #: longer or larger header section is answered 400 before any handler runs.
 MAX_HTTP_FIELD_BYTES = 8192
 MAX_HTTP_HEADERS = 64
-#: Seconds an idle keep-alive HTTP connection stays open.
+#: Seconds an idle keep-alive HTTP connection stays open. How long a request
+#: head may take to arrive is the setting ``http_head_timeout_seconds``, and
+#: how many connections a listener holds ``http_max_connections``
+#: (see :mod:`wif.http_guard`).
 HTTP_KEEPALIVE_SECONDS = 15.0
 
 #: Reconnect quickly to a peer that comes back: gRPC's default backoff grows
@@ -302,21 +306,22 @@ def server_security(
     return credentials, [CallerAuthorizer(callers, parts.audit)]
 
 
-async def _start_http(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
+async def _start_http(
+    app: web.Application, listen: str, limits: HttpLimits
+) -> tuple[web.AppRunner, int]:
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(
+    runner, _guard, bound = await start_guarded_site(
         app,
+        host.strip("[]"),
+        int(port),
+        limits,
         access_log=None,
         max_line_size=MAX_HTTP_LINE_BYTES,
         max_field_size=MAX_HTTP_FIELD_BYTES,
         max_headers=MAX_HTTP_HEADERS,
         keepalive_timeout=HTTP_KEEPALIVE_SECONDS,
     )
-    await runner.setup()
-    site = web.TCPSite(runner, host.strip("[]"), int(port))
-    await site.start()
-    bound = runner.addresses[0][1]
-    return runner, int(bound)
+    return runner, bound
 
 
 def metrics_app() -> web.Application:
@@ -353,15 +358,19 @@ async def run_service(parts: ServiceParts, settings: ServiceSettings) -> None:
             interceptors=interceptors,
         )
         endpoints: dict[str, Any] = {"service": parts.name, "grpc_port": running.port}
+        limits = HttpLimits(
+            head_timeout=settings.http_head_timeout_seconds,
+            max_connections=settings.http_max_connections,
+        )
         runners = []
         if parts.http_app is not None and parts.http_listen:
             runner, endpoints["http_port"] = await _start_http(
-                parts.http_app, parts.http_listen
+                parts.http_app, parts.http_listen, limits
             )
             runners.append(runner)
         if settings.metrics_listen:
             runner, endpoints["metrics_port"] = await _start_http(
-                metrics_app(), settings.metrics_listen
+                metrics_app(), settings.metrics_listen, limits
             )
             runners.append(runner)
         # What start-up built lives as long as the process; frozen, it is left
@@ -399,6 +408,10 @@ class ServiceSettings(TlsSettings, CallerSettings, Protocol):
     def log_level(self) -> str: ...
     @property
     def metrics_listen(self) -> str | None: ...
+    @property
+    def http_head_timeout_seconds(self) -> float: ...
+    @property
+    def http_max_connections(self) -> int: ...
 
 
 def run_main(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,22 @@ def dns_name(value: str) -> str | None:
     if not spiffe.is_dns_name(value):
         raise ValueError("must be a lower-case DNS name without wildcard")
     return value
+
+
+def seconds(value: str) -> float:
+    """A finite number of seconds above zero."""
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError("must be a number of seconds above zero")
+    return number
+
+
+def at_least_one(value: str) -> int:
+    """A whole number of one or more."""
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
 
 
 def spiffe_ids(value: str) -> tuple[str, ...]:
@@ -135,6 +152,22 @@ class CommonSettings:
         "HTTP listen address for Prometheus scraping at /metrics; unset disables",
         env="WIF_METRICS_LISTEN",
         parse=lambda value: host_port(value) if value else None,
+    )
+    http_head_timeout_seconds: float = setting(
+        10.0,
+        "seconds an HTTP client has to send a complete request line and headers, "
+        "counted from the accept and, on a kept-alive connection, from the first "
+        "byte of each later request; a slower connection gets 408 and is closed "
+        "(every HTTP listener: token endpoints, JWKS, metrics)",
+        env="WIF_HTTP_HEAD_TIMEOUT_SECONDS",
+        parse=seconds,
+    )
+    http_max_connections: int = setting(
+        512,
+        "HTTP connections open at once on each HTTP listener; one more gets 503 "
+        "and is closed",
+        env="WIF_HTTP_MAX_CONNECTIONS",
+        parse=at_least_one,
     )
     tls_cert_file: str | None = setting(
         None,

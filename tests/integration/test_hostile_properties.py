@@ -7,8 +7,10 @@ a 500), and must come back within PER_REQUEST_SECONDS. Example counts are
 small so that the module runs in seconds. The input limits (message, header
 and body sizes, a body that never finishes) are checked here as well.
 
-Coverage-guided fuzzing (atheris) is not part of the suite: a fuzzing run
-is open-ended, and these tests must finish in bounded time.
+Coverage-guided fuzzing (atheris, ``make fuzz``) is not part of the suite: a
+fuzzing run is open-ended, and these tests must finish in bounded time. The
+suite replays the fuzz targets' seed corpora instead (tests/fuzz,
+tests/unit/test_fuzz_corpus.py).
 """
 
 from __future__ import annotations

@@ -302,3 +302,56 @@ def test_peer_server_name_refuses_a_wildcard() -> None:
         "setting its_server_name (WIF_ITS_SERVER_NAME): '*.wif.internal' is not "
         "valid: must be a lower-case DNS name without wildcard"
     )
+
+
+def test_http_limits_default_to_ten_seconds_and_512_connections() -> None:
+    settings = load_settings(StsSettings, [], PLAINTEXT)
+
+    assert settings.http_head_timeout_seconds == 10.0
+    assert settings.http_max_connections == 512
+
+
+def test_http_limits_are_read_from_the_environment() -> None:
+    settings = load_settings(
+        StsSettings,
+        [],
+        {
+            "WIF_HTTP_HEAD_TIMEOUT_SECONDS": "0.5",
+            "WIF_HTTP_MAX_CONNECTIONS": "3",
+            **PLAINTEXT,
+        },
+    )
+
+    assert settings.http_head_timeout_seconds == 0.5
+    assert settings.http_max_connections == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "WIF_HTTP_HEAD_TIMEOUT_SECONDS",
+            "0",
+            "must be a number of seconds above zero",
+        ),
+        (
+            "WIF_HTTP_HEAD_TIMEOUT_SECONDS",
+            "inf",
+            "must be a number of seconds above zero",
+        ),
+        (
+            "WIF_HTTP_HEAD_TIMEOUT_SECONDS",
+            "nan",
+            "must be a number of seconds above zero",
+        ),
+        ("WIF_HTTP_MAX_CONNECTIONS", "0", "must be at least 1"),
+    ],
+)
+def test_http_limits_out_of_range_stop_start_up(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(StsSettings, [], {variable: value, **PLAINTEXT})
+
+    assert str(caught.value).endswith(f"{value!r} is not valid: {message}")
+    assert f"({variable})" in str(caught.value)

@@ -23,6 +23,7 @@ from wif.telemetry import OTLP_ENDPOINT_ENV
 __all__ = [
     "CACHE_LOOKUPS",
     "DECISIONS",
+    "HTTP_CONNECTIONS_CLOSED",
     "JWKS_FETCHES",
     "PEER_CALLS_IN_FLIGHT",
     "PROMETHEUS_CONTENT_TYPE",
@@ -70,6 +71,14 @@ RATE_LIMITED = _r.counter(
     "1",
     "requests refused by the rate limit",
     ("surface",),
+)
+#: HTTP connections a listener closed before a request, by reason
+#: (SLOW_REQUEST_HEAD, TOO_MANY_CONNECTIONS; see :mod:`wif.http_guard`).
+HTTP_CONNECTIONS_CLOSED = _r.counter(
+    "wif_http_connections_closed",
+    "1",
+    "HTTP connections closed by the listener's limits, by reason",
+    ("reason",),
 )
 #: Policy decisions, by action and decision.
 DECISIONS = _r.counter(

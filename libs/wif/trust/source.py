@@ -5,6 +5,11 @@ that names a key twice is refused (YAML would quietly keep the last one, so
 a second ``condition:`` could replace the first), and variables are replaced
 inside string values after parsing, so a variable's value is always data
 and never adds keys or structure.
+
+Three more keep reading it cheap and the result plain data, as it is stored
+in etcd as JSON: every mapping key is text; aliases (``*name``) are
+refused, since one could repeat a node exponentially often or make it
+contain itself; and nesting stops at MAX_DEPTH levels.
 """
 
 from __future__ import annotations
@@ -19,18 +24,45 @@ from wif.errors import ConfigError
 
 _VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
+#: The deepest nesting of mappings and sequences read, the document being 1.
+MAX_DEPTH = 64
+
+
+def _line(node: yaml.Node | yaml.Event) -> int:
+    mark = node.start_mark
+    return int(mark.line) + 1 if mark is not None else 0
+
 
 class _StrictLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys in a mapping."""
+    """A safe loader that refuses aliases and nesting beyond MAX_DEPTH."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        next_event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(next_event, yaml.AliasEvent):
+            line = _line(next_event)
+            raise ConfigError(f"line {line}: aliases (*name) are not accepted")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                line = _line(next_event)
+                raise ConfigError(f"line {line}: nested deeper than {MAX_DEPTH}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> Any:
-    seen: set[Any] = set()
+    seen: set[str] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, str):
+            raise ConfigError(f"line {_line(key_node)}: a key must be text")
         if key in seen:
-            line = key_node.start_mark.line + 1
-            raise ConfigError(f"line {line}: the key {key!r} is given twice")
+            raise ConfigError(f"line {_line(key_node)}: the key {key!r} is given twice")
         seen.add(key)
     return loader.construct_mapping(node)
 
