@@ -347,7 +347,12 @@ async def test_a_burst_of_unawaited_records_costs_one_sync(
 ) -> None:
     syncs: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd)))
+
+    def counted_fsync(fd: int) -> None:
+        syncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted_fsync)
     audit = AuditLog("sts", str(audit_path))
 
     for number in range(100):

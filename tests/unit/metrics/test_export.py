@@ -65,9 +65,12 @@ def scrape(registry: Registry) -> dict[str, PrometheusFamily]:
     return {family.name: family for family in text_string_to_metric_families(text)}
 
 
-def samples(family: PrometheusFamily, name: str) -> dict[tuple[str, ...], float]:
+LabelPairs = tuple[tuple[str, str], ...]
+
+
+def samples(family: PrometheusFamily, name: str) -> dict[LabelPairs, float]:
     return {
-        tuple(sorted(sample.labels.items())): sample.value  # type: ignore[misc]
+        tuple(sorted(sample.labels.items())): sample.value
         for sample in family.samples
         if sample.name == name
     }
