@@ -87,7 +87,8 @@ class BufferedHandler(logging.Handler):
         self._stream = stream
         self._waiting: list[str] = []
         self._size = 0
-        self._closed = threading.Event()
+        # Not "_closed": logging.Handler sets that to True when it closes.
+        self._stopping = threading.Event()
         self._flusher = threading.Thread(
             target=self._flush_periodically, name="wif-log-flush", daemon=True
         )
@@ -120,12 +121,12 @@ class BufferedHandler(logging.Handler):
                 pass  # a closed stream at exit: nowhere left to write
 
     def close(self) -> None:
-        self._closed.set()
+        self._stopping.set()
         self.flush()
         super().close()
 
     def _flush_periodically(self) -> None:
-        while not self._closed.wait(FLUSH_INTERVAL_SECONDS):
+        while not self._stopping.wait(FLUSH_INTERVAL_SECONDS):
             self.flush()
 
 

@@ -17,6 +17,7 @@ watches, reflection) are not traced.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -131,10 +132,18 @@ class ServerTracing(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 record_exception=False,
                 set_status_on_exception=False,
             ) as span:
+                # The code gRPC sends when the servicer set none.
+                unset = grpc.StatusCode.OK
                 try:
                     return await inner(request, context)
+                except asyncio.CancelledError:
+                    unset = grpc.StatusCode.CANCELLED
+                    raise
+                except Exception:
+                    unset = grpc.StatusCode.UNKNOWN
+                    raise
                 finally:
-                    code = context.code() or grpc.StatusCode.OK
+                    code = context.code() or unset
                     span.set_attribute("rpc.grpc.status_code", code.value[0])
                     if code in _SERVER_FAULTS:
                         span.set_status(_span_status(code))

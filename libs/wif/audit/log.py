@@ -156,20 +156,24 @@ class AuditLog:
                 self._failed(batch, exc)
                 continue
             for _, done in batch:
-                if done is not None:
+                # A caller cancelled meanwhile (an RPC past its deadline) has
+                # cancelled its future; the others must still hear.
+                if done is not None and not done.done():
                     done.set_result(None)
 
     @staticmethod
     def _failed(
         batch: list[tuple[bytes, asyncio.Future[None] | None]], error: OSError
     ) -> None:
-        waited = False
+        unawaited = 0
         for _, done in batch:
-            if done is not None:
+            if done is None:
+                unawaited += 1
+            elif not done.done():
                 done.set_exception(error)
-                waited = True
-        if not waited:
-            log.error("%d audit records could not be written: %s", len(batch), error)
+        # Those who await a record hear of the failure; the others only here.
+        if unawaited:
+            log.error("%d audit records could not be written: %s", unawaited, error)
 
     async def flush(self) -> None:
         """Waits until every record appended so far is on disk (at shutdown)."""

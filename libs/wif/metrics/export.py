@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -150,8 +151,11 @@ def export_interval_seconds() -> float:
     raw = os.environ.get(EXPORT_INTERVAL_ENV, "")
     try:
         milliseconds = float(raw) if raw else DEFAULT_EXPORT_INTERVAL_MS
+        # NaN would make the export thread spin, infinity would kill it.
+        if not math.isfinite(milliseconds):
+            raise ValueError(raw)
     except ValueError:
-        log.warning("ignoring %s=%r: not a number", EXPORT_INTERVAL_ENV, raw)
+        log.warning("ignoring %s=%r: not a finite number", EXPORT_INTERVAL_ENV, raw)
         milliseconds = DEFAULT_EXPORT_INTERVAL_MS
     return max(milliseconds, 100.0) / 1000
 

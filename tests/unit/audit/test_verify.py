@@ -97,3 +97,64 @@ async def test_a_garbled_record_that_breaks_the_chain_is_not_excused(
 
     assert not result.intact
     assert result.torn_lines == [3]
+
+
+async def _write_mixed_log(path: Path) -> list[bytes]:
+    audit = AuditLog("test", str(path))
+    for n in range(6):
+        if n % 2:
+            await audit.record("token.issued", "ok", token_id=f"t{n}")
+        else:
+            audit.record_nowait("token.validated", "ok", token_id=f"t{n}")
+    await audit.flush()
+    return path.read_bytes().splitlines()
+
+
+async def test_a_log_of_awaited_and_unawaited_records_is_intact(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    await _write_mixed_log(path)
+
+    result = verify_file(path)
+
+    assert (result.intact, result.records, result.torn_lines) == (True, 6, [])
+
+
+async def test_a_record_is_written_with_its_hash_last(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    lines = await _write_mixed_log(path)
+
+    members = [list(json.loads(line)) for line in lines]
+
+    assert all(names[-1] == "hash" for names in members)
+    assert all(names[:-1] == sorted(names[:-1]) for names in members)
+
+
+@dataclass(frozen=True)
+class Edit:
+    name: str
+    old: bytes
+    new: bytes
+
+
+EDITS = [
+    Edit("outcome", b'"outcome":"ok"', b'"outcome":"no"'),
+    Edit("token id", b'"token_id":"t3"', b'"token_id":"t9"'),
+    Edit("event", b'"event":"token.issued"', b'"event":"token.revoked"'),
+]
+
+
+@pytest.mark.parametrize("edit", EDITS, ids=lambda e: e.name)
+async def test_an_edited_line_of_a_written_log_is_found(
+    tmp_path: Path, edit: Edit
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    lines = await _write_mixed_log(path)
+    assert edit.old in lines[3]
+    lines[3] = lines[3].replace(edit.old, edit.new)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    result = verify_file(path)
+
+    assert result.problems == ["line 4: the record was altered"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from services.sts.subject import map_principal
 from wif.errors import InvalidGrant
 from wif.trust.config import TrustConfig
-from wif.trust.expressions import compile_expression
+from wif.trust.expressions import CelInput, compile_expression
 from wif.trust.model import AttributeMapping, Provider
 
 TRUST_DOMAIN = "acme.example"
@@ -183,3 +184,38 @@ def test_map_principal_refuses_an_attribute_that_is_not_a_scalar(
 
     assert error.reason == "ATTRIBUTE_MAPPING_FAILED"
     assert error.message == "attribute mapping 'value' did not give a string"
+
+
+def test_map_principal_gives_the_same_principal_from_a_cel_input(
+    provider: Provider, github_claims: dict[str, Any]
+) -> None:
+    from_claims = map_principal(provider, github_claims, TRUST_DOMAIN)
+    from_input = map_principal(provider, CelInput(github_claims), TRUST_DOMAIN)
+
+    assert from_input == from_claims
+    assert from_input.claims is github_claims
+
+
+def test_map_principal_refuses_a_cel_input_missing_a_claim(
+    provider: Provider, github_claims: dict[str, Any]
+) -> None:
+    del github_claims["workflow"]
+
+    with pytest.raises(InvalidGrant) as caught:
+        map_principal(provider, CelInput(github_claims), TRUST_DOMAIN)
+
+    assert caught.value.reason == "ATTRIBUTE_MAPPING_FAILED"
+
+
+def test_map_principal_refuses_claims_cel_cannot_take(
+    provider: Provider, github_claims: dict[str, Any]
+) -> None:
+    github_claims["workflow"] = json.loads('"\\ud800"')  # a lone surrogate
+
+    with pytest.raises(InvalidGrant) as caught:
+        map_principal(provider, CelInput(github_claims), TRUST_DOMAIN)
+
+    assert caught.value.reason == "ATTRIBUTE_MAPPING_FAILED"
+    assert caught.value.message.startswith(
+        "the attribute mapping could not be evaluated: "
+    )
