@@ -8,6 +8,7 @@ way.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import sys
@@ -114,11 +115,11 @@ class BufferedHandler(logging.Handler):
             if not self._waiting:
                 return
             text, self._waiting, self._size = "".join(self._waiting), [], 0
-            try:
+            # A closed or broken stream leaves nowhere to write, and a log
+            # line must never raise into the code that logs.
+            with contextlib.suppress(Exception):
                 self._stream.write(text)
                 self._stream.flush()
-            except (OSError, ValueError):
-                pass  # a closed stream at exit: nowhere left to write
 
     def close(self) -> None:
         self._stopping.set()

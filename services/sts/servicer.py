@@ -69,9 +69,10 @@ class ReplyMemo:
         ] = OrderedDict()
 
     def reply(self, valid: ValidToken) -> sts_pb2.ValidateTokenResponse:
-        """The reply for ``valid``, built once."""
+        """The reply for ``valid``, built once; the least recently used go first."""
         entry = self._replies.get(id(valid))
         if entry is not None and entry[0] is valid:
+            self._replies.move_to_end(id(valid))
             return entry[1]
         built = _token_reply(valid)
         self._replies[id(valid)] = (valid, built)
