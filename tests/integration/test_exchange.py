@@ -234,5 +234,9 @@ async def test_exchange_refusal_has_right_status_and_issues_nothing(
         [r for r in audit_records(mesh, "its") if r["event"] == "token.issued"]
     )
     assert issued_after == issued_before
-    refused = [r for r in audit_records(mesh, "sts") if r["outcome"] == "refused"]
+    refused = [
+        r
+        for r in audit_records(mesh, "sts", "token.exchange")
+        if r["outcome"] == "refused"
+    ]
     assert refused[-1]["reason"] == expected.reason

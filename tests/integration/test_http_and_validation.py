@@ -158,7 +158,7 @@ async def test_validate_token_refuses_wrong_audience_and_foreign_tokens(
 def test_http_explain_names_the_failed_check_and_issues_nothing(
     mesh: dict[str, Any],
 ) -> None:
-    issued_before = len(audit_records(mesh, "its"))
+    issued_before = len(audit_records(mesh, "its", "token.issued"))
     status, headers, body = _post_form(
         mesh,
         [
@@ -180,7 +180,7 @@ def test_http_explain_names_the_failed_check_and_issues_nothing(
     assert outcomes["signature"] == "passed"
     assert outcomes["condition"] == "failed"
     assert "access_token" not in body
-    assert len(audit_records(mesh, "its")) == issued_before
+    assert len(audit_records(mesh, "its", "token.issued")) == issued_before
 
 
 async def test_validations_and_configuration_changes_are_audited(

@@ -167,7 +167,7 @@ async def test_decide_batch_answers_in_order_at_one_revision_and_audits_each(
         ask("search", path="acme-corp/search"),
         ask("payments-ci", audience="nosuch"),
     ]
-    before = len(audit_records(own_mesh, "policy"))
+    before = len(audit_records(own_mesh, "policy", "policy.decision"))
 
     answer = await policy.DecideBatch(
         policy_pb2.DecideBatchRequest(requests=requests), timeout=5
@@ -185,7 +185,7 @@ async def test_decide_batch_answers_in_order_at_one_revision_and_audits_each(
     ]
     assert list(answer.responses[2].errors) == ["unknown audience 'nosuch'"]
     assert {r.config_revision for r in answer.responses} == {answer.config_revision}
-    records = audit_records(own_mesh, "policy")[before:]
+    records = audit_records(own_mesh, "policy", "policy.decision")[before:]
     assert [(r["audience"], r["outcome"], r["policy_ids"]) for r in records] == [
         ("payments-api", "allow", ["payments-reach-internal-payments"]),
         ("payments-api", "deny", ["search-is-isolated"]),

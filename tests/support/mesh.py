@@ -82,12 +82,20 @@ def refusal(exc: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, str]:
     return exc.code(), info.reason, info.metadata["oauthError"]
 
 
-def audit_records(mesh: dict[str, Any], service: str) -> list[dict[str, Any]]:
-    """Every audit record one service has written so far."""
+def audit_records(
+    mesh: dict[str, Any], service: str, event: str | None = None
+) -> list[dict[str, Any]]:
+    """Every audit record one service has written so far, of ``event`` if given.
+
+    Records that hand nothing out (validations, configuration changes) reach
+    the file a few milliseconds late, so a test counting records before and
+    after a call names the event it counts.
+    """
     path = Path(mesh["audit_logs"][service])
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return [r for r in records if event is None or r["event"] == event]
 
 
 async def caller_token(
