@@ -78,6 +78,16 @@ class BenchMesh:
     echo: str
     sts2: str
     sink: OtlpSink
+    echo_pid: int = 0
+
+    def server_pids(self) -> dict[str, int]:
+        """The processes that answer RPCs, by name: the services and the echo."""
+        pids = {
+            name: int(pid)
+            for name, pid in self.endpoints["pids"].items()
+            if name in ("sts", "policy", "its")
+        }
+        return {**pids, "echo": self.echo_pid}
 
 
 def _start_echo(state: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -155,7 +165,9 @@ def bench_mesh() -> Iterator[BenchMesh]:
                         "WIF_POLICY_ADDRESS": endpoints["policy"]["grpc"],
                     },
                 )
-            yield BenchMesh(endpoints, state, echo_address, replica.grpc, sink)
+            yield BenchMesh(
+                endpoints, state, echo_address, replica.grpc, sink, echo.pid
+            )
         finally:
             if replica is not None:
                 replica.stop()

@@ -5,16 +5,21 @@ Each measurement is one client process (``tests.bench.loadgen``) keeping
 that the client and the service under test each have one of the machine's
 cores. Every service, the echo server included, exports spans to the OTLP
 sink. Prints one table: throughput as a fraction of the echo's, p50 and
-p99 latency and their multiples of the echo's, then the exchange's p99 at
-80% of its measured maximum rate (open loop).
+p99 latency and their multiples of the echo's, the CPU time the servers
+spent per call (user and system, summed over the STS, Policy, ITS and echo
+processes, read from ``/proc``), then the exchange's p99 at 80% of its
+measured maximum rate (open loop). CPU per call does not depend on what
+else the machine is doing, so it is the figure to compare across runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from tests.bench.harness import BenchMesh
@@ -27,6 +32,37 @@ MAX_CALLS = 30_000
 #: Fresh tokens minted for the cache-miss run; it ends when they run out.
 MISS_TOKENS = 5_000
 PACED_SHARE = 0.8
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from ``/proc``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: The processes that serve each kind of call (the cache-miss run's own
+#: minting of fresh tokens at the ITS is not the validation's cost).
+SERVERS = {
+    "echo": ("echo",),
+    "validate_hit": ("sts",),
+    "validate_miss": ("sts",),
+    "decide": ("policy",),
+    "exchange": ("sts", "policy", "its"),
+}
+
+
+def load_measuring_servers(job: dict[str, Any], pids: dict[str, int]) -> dict[str, Any]:
+    """:func:`load`, adding the servers' CPU microseconds per call by process."""
+    pids = {name: pid for name, pid in pids.items() if name in SERVERS[job["kind"]]}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    result = load(job)
+    spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    calls = max(1, result["calls"] + result["errors"])
+    result["server_cpu_us"] = {
+        name: seconds / calls * 1e6 for name, seconds in spent.items() if seconds
+    }
+    return result
 
 
 def load(job: dict[str, Any]) -> dict[str, Any]:
@@ -90,19 +126,21 @@ def measure(mesh: BenchMesh) -> dict[str, dict[str, Any]]:
     issued = asyncio.run(
         exchange(mesh.endpoints, subject_token, scopes=("payments.read",))
     )
+    pids = mesh.server_pids()
     results = {
-        name: load(job)
+        name: load_measuring_servers(job, pids)
         for name, job in jobs(mesh, subject_token, issued.access_token).items()
     }
     rate = PACED_SHARE * results["ExchangeToken"]["rate"]
-    results["ExchangeToken @80%"] = load(
+    results["ExchangeToken @80%"] = load_measuring_servers(
         {
             "kind": "exchange",
             "target": mesh.endpoints["sts"]["grpc"],
             "subject_token": subject_token,
             "rate": rate,
             "seconds": SECONDS,
-        }
+        },
+        pids,
     )
     return results
 
@@ -114,19 +152,34 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         f"\nRPC, one client process, {CONCURRENCY} in flight, tracing on"
         f"\n{'rpc':<22}{'calls/s':>9}{'x echo':>8}{'p50 ms':>8}{'x echo':>8}"
         f"{'p99 ms':>8}{'x echo':>8}{'errors':>7}{'client cpu':>11}"
+        f"{'server cpu us':>14}{'x echo':>8}"
     )
+    echo_cpu = _server_cpu(echo)
     for name, r in results.items():
+        cpu = _server_cpu(r)
         print(
             f"{name:<22}{r['rate']:>9.0f}{r['rate'] / echo['rate']:>8.2f}"
             f"{r['p50_ms']:>8.2f}{r['p50_ms'] / echo['p50_ms']:>8.2f}"
             f"{r['p99_ms']:>8.2f}{r['p99_ms'] / echo['p99_ms']:>8.2f}"
             f"{r['errors']:>7}{r['client_cpu']:>11.2f}"
+            f"{cpu:>14.0f}{cpu / echo_cpu:>8.2f}"
         )
     paced = results["ExchangeToken @80%"]
     print(
         f"ExchangeToken @80%: offered {paced['offered_rate']:.0f}/s, "
-        "open loop, latency from each call's scheduled start"
+        "open loop, latency from each call's scheduled start; "
+        f"p90 {paced['p90_ms']:.1f} ms, max {paced['max_ms']:.1f} ms"
     )
+    exchange = results["ExchangeToken"]["server_cpu_us"]
+    print(
+        "ExchangeToken server cpu us per call by process: "
+        + ", ".join(f"{name} {us:.0f}" for name, us in sorted(exchange.items()))
+    )
+
+
+def _server_cpu(result: dict[str, Any]) -> float:
+    """Server CPU per call over the processes that did the work."""
+    return sum(result.get("server_cpu_us", {}).values()) or float("nan")
 
 
 def main(mesh: BenchMesh) -> dict[str, dict[str, Any]]:
