@@ -9,8 +9,6 @@ run as skipped, so the caller sees the whole sequence.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from wif.errors import WifError
@@ -76,6 +74,31 @@ class CheckResult:
     detail: str = ""
 
 
+class _Step:
+    """One check in progress: records its outcome when it ends."""
+
+    __slots__ = ("_detail", "_log", "_name")
+
+    def __init__(self, log: CheckLog, name: str, detail: str) -> None:
+        self._log = log
+        self._name = name
+        self._detail = detail
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, _: object) -> None:
+        if error is None:
+            result = CheckResult(self._name, Outcome.PASSED, "", self._detail)
+        elif isinstance(error, WifError):
+            result = CheckResult(
+                self._name, Outcome.FAILED, error.reason, error.message
+            )
+        else:
+            return
+        self._log.results.append(result)
+
+
 class CheckLog:
     """The checks an exchange ran so far."""
 
@@ -91,21 +114,9 @@ class CheckLog:
         child.results = self.results
         return child
 
-    @contextmanager
-    def step(self, name: str, detail: str = "") -> Iterator[None]:
+    def step(self, name: str, detail: str = "") -> _Step:
         """Runs one check; a ``WifError`` inside it marks it failed."""
-        try:
-            yield
-        except WifError as error:
-            self.results.append(
-                CheckResult(
-                    self._prefix + name, Outcome.FAILED, error.reason, error.message
-                )
-            )
-            raise
-        self.results.append(
-            CheckResult(self._prefix + name, Outcome.PASSED, "", detail)
-        )
+        return _Step(self, self._prefix + name, detail)
 
     def skip(self, name: str, detail: str) -> None:
         """Records a check that does not apply to this exchange."""

@@ -313,7 +313,10 @@ class TokenExchanger:
                 )
                 for target in targets
             ]
-            answers = await asyncio.gather(*(self._ask(q) for q in questions))
+            if len(questions) == 1:  # the usual case: no task to gather
+                answers = [await self._ask(questions[0])]
+            else:
+                answers = list(await asyncio.gather(*map(self._ask, questions)))
             grant = _Grant(lifetime=min(a.max_lifetime_seconds for a in answers))
             for target, answer in zip(targets, answers, strict=True):
                 grant.policy_ids.extend(answer.policy_ids)

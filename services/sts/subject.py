@@ -32,7 +32,7 @@ from services.sts.foreign_keys import ForeignKeys
 from wif import spiffe
 from wif.errors import InvalidGrant
 from wif.mesh_tokens import MESH_CLOCK_SKEW_SECONDS
-from wif.telemetry import tracer
+from wif.telemetry import step_span, tracer
 from wif.tokens import (
     ParsedToken,
     VerificationKey,
@@ -216,7 +216,7 @@ class Authenticator:
         names the failed check; each check is recorded in ``checks``.
         """
         log = checks or CheckLog()
-        with log.step("format"), _tracer.start_as_current_span("sts.parse"):
+        with log.step("format"), step_span(_tracer, "sts.parse"):
             parsed = parse_compact(token)
             issuer = unverified_issuer(parsed)
         if issuer == config.issuer:
@@ -252,7 +252,7 @@ class Authenticator:
             verify_signature(parsed, key)
 
         claims, now = parsed.claims, time.time()
-        with log.step("time"), _tracer.start_as_current_span("sts.claims"):
+        with log.step("time"), step_span(_tracer, "sts.claims"):
             check_expiry(claims, now, provider.clock_skew_seconds)
             check_not_before(claims, now, provider.clock_skew_seconds)
             check_issued_at(
@@ -265,13 +265,13 @@ class Authenticator:
         with log.step("token_kind"):
             check_token_kind(parsed, token_type, mesh_issued=False)
 
-        with log.step("condition"), _tracer.start_as_current_span("sts.condition"):
+        with log.step("condition"), step_span(_tracer, "sts.condition"):
             check_cel_input(claims)
             cel_input = CelInput(claims)
             if provider.condition is not None:
                 condition_holds(provider.condition, cel_input)
 
-        with log.step("mapping"), _tracer.start_as_current_span("sts.mapping"):
+        with log.step("mapping"), step_span(_tracer, "sts.mapping"):
             principal = map_principal(provider, cel_input, config.trust_domain)
 
         with log.step("revocation"):

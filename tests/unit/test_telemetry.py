@@ -261,3 +261,36 @@ def test_trace_metadata_names_the_current_span() -> None:
 
 def test_trace_metadata_outside_a_span_is_empty() -> None:
     assert trace_metadata() == ()
+
+
+def test_a_step_span_is_a_child_of_the_current_span_but_never_current(
+    exported: InMemorySpanExporter,
+) -> None:
+    spans = telemetry.tracer("test")
+
+    with spans.start_as_current_span("request") as request:
+        with telemetry.step_span(spans, "step") as step:
+            inside = trace.get_current_span()
+        after = trace.get_current_span()
+
+    finished = {s.name: s for s in exported.get_finished_spans()}
+    assert inside is request
+    assert after is request
+    assert step.get_span_context().trace_id == request.get_span_context().trace_id
+    assert finished["step"].parent is not None
+    assert finished["step"].parent.span_id == request.get_span_context().span_id
+    assert finished["step"].status.status_code is trace.StatusCode.UNSET
+
+
+def test_a_step_span_that_raises_ends_with_an_error_naming_the_exception(
+    exported: InMemorySpanExporter,
+) -> None:
+    spans = telemetry.tracer("test")
+
+    with pytest.raises(KeyError), telemetry.step_span(spans, "step"):
+        raise KeyError("missing")
+
+    (finished,) = exported.get_finished_spans()
+    assert finished.end_time is not None
+    assert finished.status.status_code is trace.StatusCode.ERROR
+    assert finished.status.description == "KeyError"
