@@ -85,8 +85,7 @@ def parse_compact(token: str) -> ParsedToken:
     _check_size(token)
 
     header_text, payload_text, signature_text = _split(token)
-    header = _decode_object(header_text, "header")
-    _check_header(header)
+    header = _checked_header(header_text)
 
     claims = _decode_object(payload_text, "payload")
     signature = _decode_segment(signature_text, "signature")
@@ -156,6 +155,27 @@ def _decode_object(text: str, name: str) -> dict[str, Any]:
         return loads_object(data)
     except ValueError:
         _malformed(f"the token's {name} is not a strict JSON object", segment=name)
+
+
+#: Headers that passed every check, by their encoded text. A key's tokens
+#: all share one header, so most tokens skip decoding and checking theirs.
+#: Emptied when full rather than evicted one by one: cheap, and safe from
+#: several threads.
+_CHECKED_HEADERS: dict[str, dict[str, Any]] = {}
+_CHECKED_HEADERS_MAX = 256
+
+
+def _checked_header(text: str) -> dict[str, Any]:
+    known = _CHECKED_HEADERS.get(text)
+    if known is not None:
+        return dict(known)
+
+    header = _decode_object(text, "header")
+    _check_header(header)
+    if len(_CHECKED_HEADERS) >= _CHECKED_HEADERS_MAX:
+        _CHECKED_HEADERS.clear()
+    _CHECKED_HEADERS[text] = dict(header)
+    return header
 
 
 def _check_header(header: dict[str, Any]) -> None:

@@ -494,3 +494,24 @@ def test_parse_compact_on_any_json_raises_only_invalid_grant(
     text = json.dumps(claims)
 
     _parses_or_refuses(assemble(header, text, signature))
+
+
+def test_a_remembered_header_is_handed_out_as_a_copy(es256_key: SigningKey) -> None:
+    token = es256_key.sign({"iss": "https://issuer.example", "sub": "a"})
+    first = parse_compact(token)
+    first.header["alg"] = "none"
+
+    second = parse_compact(token)
+
+    assert second.header["alg"] == "ES256"
+    assert second.header is not first.header
+
+
+def test_a_refused_header_is_refused_every_time(es256_key: SigningKey) -> None:
+    header = base64url.encode(json.dumps({"alg": "none"}).encode())
+    claims = base64url.encode(json.dumps({"iss": "x"}).encode())
+    token = f"{header}.{claims}.{base64url.encode(b'sig')}"
+
+    reasons = [_refusal(token).reason for _ in range(3)]
+
+    assert reasons == ["ALG_NONE"] * 3
