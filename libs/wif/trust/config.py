@@ -9,12 +9,13 @@ written, and a service that reads one keeps its last good configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from wif import spiffe
 from wif.errors import ConfigError
@@ -44,6 +45,15 @@ _KINDS = ("pools", "providers", "audiences", "workloads", "policies", "shadow_po
 T = TypeVar("T")
 
 
+class _Source(NamedTuple):
+    """One stored document as read: its bytes, decoded, and parsed (None for
+    the mesh document, which is always read again)."""
+
+    data: bytes
+    doc: Any
+    parsed: Any
+
+
 @dataclass(frozen=True)
 class TrustConfig:
     """A validated trust configuration, indexed for the request path."""
@@ -62,6 +72,9 @@ class TrustConfig:
     shadow: CompiledPolicies | None = None
     _by_issuer: dict[str, Provider] = field(default_factory=dict, repr=False)
     _by_resource: dict[str, Audience] = field(default_factory=dict, repr=False)
+    _sources: Mapping[str, _Source] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def provider_for_issuer(self, issuer: str) -> Provider | None:
         """The provider whose issuer is exactly ``issuer``, if any."""
@@ -144,6 +157,16 @@ def build_config(raw: Mapping[str, Any], revision: int = 0) -> TrustConfig:
 
     Raises ``ConfigError`` naming the first field that fails a check.
     """
+    return _build(raw, revision, {})
+
+
+def _build(
+    raw: Mapping[str, Any],
+    revision: int,
+    known: Mapping[str, Sequence[Any | None]],
+) -> TrustConfig:
+    """:func:`build_config`, taking a document's parsed form from ``known``
+    (by kind, at the document's position) where it is not None."""
     if not isinstance(raw, Mapping):
         raise ConfigError("the configuration must be a mapping")
     unknown = sorted(set(raw) - {"mesh", *_KINDS})
@@ -152,7 +175,12 @@ def build_config(raw: Mapping[str, Any], revision: int = 0) -> TrustConfig:
     trust_domain, issuer = _read_mesh(raw.get("mesh"))
 
     def parsed(kind: str, parse: Callable[[Any, str], T]) -> list[T]:
-        return [parse(d, f"{kind}[{i}]") for i, d in enumerate(_documents(raw, kind))]
+        given = known.get(kind, ())
+        result: list[T] = []
+        for i, doc in enumerate(_documents(raw, kind)):
+            reused = given[i] if i < len(given) else None
+            result.append(parse(doc, f"{kind}[{i}]") if reused is None else reused)
+        return result
 
     pools = _unique(parsed("pools", parse_pool), lambda p: p.id, "pools")
     providers = _unique(
@@ -228,21 +256,63 @@ def to_etcd_items(config: TrustConfig) -> dict[str, bytes]:
     return items
 
 
-def from_etcd_items(items: Mapping[str, bytes], revision: int) -> TrustConfig:
-    """Rebuilds and revalidates a configuration from its etcd documents."""
+def _decode(key: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: not valid JSON") from exc
+
+
+def _parsed_in_order(config: TrustConfig, kind: str) -> list[Any]:
+    """The parsed documents of ``kind``, in the order they were given."""
+    sections: dict[str, Iterable[Any]] = {
+        "pools": config.pools.values(),
+        "providers": config.providers.values(),
+        "audiences": config.audiences.values(),
+        "workloads": config.workloads.values(),
+        "policies": config.policies,
+        "shadow_policies": config.shadow_policies,
+    }
+    return list(sections[kind])
+
+
+def from_etcd_items(
+    items: Mapping[str, bytes], revision: int, previous: TrustConfig | None = None
+) -> TrustConfig:
+    """Rebuilds and revalidates a configuration from its etcd documents.
+
+    ``previous``, the configuration these items replace, saves work: a
+    document whose bytes it also held is neither decoded nor parsed again
+    (parsing a document depends on nothing else), while every check across
+    documents runs again, so the result is the same as without it. Raises
+    ``ConfigError`` as :func:`build_config`.
+    """
+    known = previous._sources if previous is not None else {}
     raw: dict[str, Any] = {kind: [] for kind in _KINDS}
+    keys: dict[str, list[str]] = {kind: [] for kind in _KINDS}
+    parsed: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
+    sources: dict[str, _Source] = {}
     for key in sorted(items):
-        try:
-            doc = json.loads(items[key])
-        except ValueError as exc:
-            raise ConfigError(f"{key}: not valid JSON") from exc
+        data = items[key]
+        source = known.get(key)
+        if source is None or source.data != data:
+            source = _Source(data, _decode(key, data), None)
+        sources[key] = source
         if key == _MESH_KEY:
-            raw["mesh"] = doc
+            raw["mesh"] = source.doc
             continue
         kind = key[len(TRUST_PREFIX) :].split("/", 1)[0]
-        if kind not in raw:
+        if kind not in keys:
             raise ConfigError(f"{key}: unknown kind of document")
-        raw[kind].append(doc)
+        raw[kind].append(source.doc)
+        parsed[kind].append(source.parsed)
+        keys[kind].append(key)
     if "mesh" not in raw:
         raise ConfigError("no trust configuration has been applied")
-    return build_config(raw, revision)
+
+    config = _build(raw, revision, parsed)
+    for kind in _KINDS:
+        for key, model in zip(keys[kind], _parsed_in_order(config, kind), strict=True):
+            if sources[key].parsed is not model:
+                sources[key] = sources[key]._replace(parsed=model)
+    return dataclasses.replace(config, _sources=sources)

@@ -578,3 +578,61 @@ def test_shadow_policies_round_trip_through_etcd_items(dev_raw: dict[str, Any]) 
     rebuilt = from_etcd_items(items, 9)
     assert rebuilt.shadow is not None
     assert rebuilt.shadow.ids == ("candidate",)
+
+
+def _edited(items: dict[str, bytes], key: str, **changes: Any) -> dict[str, bytes]:
+    edited = dict(items)
+    doc = json.loads(items[TRUST_PREFIX + key])
+    doc.update(changes)
+    edited[TRUST_PREFIX + key] = json.dumps(doc, sort_keys=True).encode()
+    return edited
+
+
+def test_from_etcd_items_parses_only_what_changed_since_the_previous_one(
+    dev_config: TrustConfig,
+) -> None:
+    items = to_etcd_items(dev_config)
+    previous = from_etcd_items(items, revision=1)
+    changed = _edited(items, "providers/ci", max_token_age_seconds=600)
+    del changed[TRUST_PREFIX + "policies/search-is-isolated"]
+
+    rebuilt = from_etcd_items(changed, 2, previous)
+
+    assert rebuilt.providers["ci"].max_token_age_seconds == 600
+    assert rebuilt.providers["ci"] is not previous.providers["ci"]
+    assert all(rebuilt.pools[p] is previous.pools[p] for p in previous.pools)
+    assert "search-is-isolated" not in rebuilt.compiled.ids
+    whole = from_etcd_items(changed, 2)
+    assert to_etcd_items(rebuilt) == to_etcd_items(whole) == changed
+    assert rebuilt.compiled.ids == whole.compiled.ids
+    assert (rebuilt.pools, rebuilt.audiences) == (whole.pools, whole.audiences)
+
+
+def test_from_etcd_items_checks_unchanged_documents_against_changed_ones(
+    dev_config: TrustConfig,
+) -> None:
+    items = to_etcd_items(dev_config)
+    previous = from_etcd_items(items, revision=1)
+    without_pool = dict(items)
+    del without_pool[TRUST_PREFIX + "pools/payments-ci"]
+
+    with pytest.raises(ConfigError) as caught:
+        from_etcd_items(without_pool, 2, previous)
+
+    assert caught.value.message == "providers.ci: pool 'payments-ci' unknown"
+
+
+def test_from_etcd_items_refuses_a_changed_document_as_a_whole_rebuild_does(
+    dev_config: TrustConfig,
+) -> None:
+    items = to_etcd_items(dev_config)
+    previous = from_etcd_items(items, revision=1)
+    changed = _edited(items, "providers/ci", algorithms=["HS256"])
+
+    with pytest.raises(ConfigError) as incremental:
+        from_etcd_items(changed, 2, previous)
+    with pytest.raises(ConfigError) as whole:
+        from_etcd_items(changed, 2)
+
+    assert incremental.value.message == whole.value.message
+    assert "'HS256' is not allowed" in whole.value.message
