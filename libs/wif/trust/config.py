@@ -291,28 +291,35 @@ def from_etcd_items(
     raw: dict[str, Any] = {kind: [] for kind in _KINDS}
     keys: dict[str, list[str]] = {kind: [] for kind in _KINDS}
     parsed: dict[str, list[Any]] = {kind: [] for kind in _KINDS}
-    sources: dict[str, _Source] = {}
+    unchanged: dict[str, _Source] = {}
     for key in sorted(items):
-        data = items[key]
         source = known.get(key)
-        if source is None or source.data != data:
-            source = _Source(data, _decode(key, data), None)
-        sources[key] = source
+        if source is not None and source.data == items[key]:
+            unchanged[key] = source
+            doc, model = source.doc, source.parsed
+        else:
+            doc, model = _decode(key, items[key]), None
         if key == _MESH_KEY:
-            raw["mesh"] = source.doc
+            raw["mesh"] = doc
             continue
         kind = key[len(TRUST_PREFIX) :].split("/", 1)[0]
         if kind not in keys:
             raise ConfigError(f"{key}: unknown kind of document")
-        raw[kind].append(source.doc)
-        parsed[kind].append(source.parsed)
+        raw[kind].append(doc)
+        parsed[kind].append(model)
         keys[kind].append(key)
     if "mesh" not in raw:
         raise ConfigError("no trust configuration has been applied")
 
     config = _build(raw, revision, parsed)
+    # Each source is made once: replacing many objects by as many new ones
+    # leaves the collector's youngest generation long without collecting it.
+    sources = {_MESH_KEY: _Source(items[_MESH_KEY], raw["mesh"], None)}
     for kind in _KINDS:
-        for key, model in zip(keys[kind], _parsed_in_order(config, kind), strict=True):
-            if sources[key].parsed is not model:
-                sources[key] = sources[key]._replace(parsed=model)
+        models = _parsed_in_order(config, kind)
+        for key, doc, model in zip(keys[kind], raw[kind], models, strict=True):
+            source = unchanged.get(key)
+            if source is None or source.parsed is not model:
+                source = _Source(items[key], doc, model)
+            sources[key] = source
     return dataclasses.replace(config, _sources=sources)
