@@ -8,7 +8,8 @@ a large configuration does not stall the service's requests; only the swap
 itself runs on the event loop. Full garbage collections are deferred
 meanwhile and what was built is frozen (:mod:`wif.collector`), so they do
 not stall requests either. Documents unchanged since the configuration in
-force are not parsed again. A version that fails validation is logged and
+force are not parsed again, and those of a replaced configuration are freed
+a few at a time in a worker thread. A version that fails validation is logged and
 reported on health while the last good one stays in force; while etcd is
 unreachable the last good one keeps serving.
 """
@@ -17,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 
 from wif.audit import AuditLog
 from wif.collector import long_lived_build
 from wif.errors import ConfigError, TemporarilyUnavailable
 from wif.store import EtcdStore, Snapshot, StoreUnavailable
-from wif.trust.config import TrustConfig, from_etcd_items
+from wif.trust.config import TrustConfig, from_etcd_items, gradual_release
 from wif.trust.stored import trust_versions
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 _READ_ATTEMPTS = 35
 _READ_RETRY_FIRST_SECONDS = 0.2
 _READ_RETRY_MAX_SECONDS = 5.0
+
+# A replaced configuration's documents are freed once no request holds it,
+# or after waiting this long for the last ones, 0.1 s at a time.
+_RELEASE_WAITS = 20
+_RELEASE_WAIT_SECONDS = 0.1
 
 #: Puts what a service derived from a configuration in force, on the loop.
 Install = Callable[[], None]
@@ -126,6 +133,7 @@ class TrustFollower:
             )
             self._record("refused", revision, error=error.message)
             return
+        retired = self._retire()
         if install is not None:
             install()
         self._current = config
@@ -138,6 +146,27 @@ class TrustFollower:
         )
         async with self._changed:
             self._changed.notify_all()
+        if retired is not None:
+            await self._release(*retired)
+
+    def _retire(self) -> tuple[weakref.ref[TrustConfig], Callable[[], None]] | None:
+        """Holds on to the documents of the configuration about to be
+        replaced, so that replacing it frees only its indexes."""
+        if self._current is None:
+            return None
+        return weakref.ref(self._current), gradual_release(self._current)
+
+    @staticmethod
+    async def _release(
+        retired: weakref.ref[TrustConfig], release: Callable[[], None]
+    ) -> None:
+        """Frees a replaced configuration's documents in a worker thread, once
+        the requests that still held it are done (or after a bounded wait)."""
+        for _ in range(_RELEASE_WAITS):
+            if retired() is None:
+                break
+            await asyncio.sleep(_RELEASE_WAIT_SECONDS)
+        await asyncio.to_thread(release)
 
     def _build(
         self, items: Mapping[str, bytes], revision: int

@@ -17,6 +17,7 @@ from wif.trust.config import (
     TrustConfig,
     build_config,
     from_etcd_items,
+    gradual_release,
     load_file,
     to_etcd_items,
 )
@@ -636,3 +637,23 @@ def test_from_etcd_items_refuses_a_changed_document_as_a_whole_rebuild_does(
 
     assert incremental.value.message == whole.value.message
     assert "'HS256' is not allowed" in whole.value.message
+
+
+def test_gradual_release_leaves_the_configuration_and_its_successor_whole(
+    dev_config: TrustConfig,
+) -> None:
+    items = to_etcd_items(dev_config)
+    previous = from_etcd_items(items, revision=1)
+    changed = _edited(items, "providers/ci", max_token_age_seconds=600)
+    successor = from_etcd_items(changed, 2, previous)
+
+    gradual_release(previous)()
+
+    assert to_etcd_items(previous) == items
+    assert previous.providers["ci"] == dev_config.providers["ci"]
+    assert to_etcd_items(successor) == changed
+    again = from_etcd_items(
+        _edited(changed, "pools/acme", description="x"), 3, successor
+    )
+    assert again.providers["ci"] is successor.providers["ci"]
+    assert again.pools["acme"].description == "x"

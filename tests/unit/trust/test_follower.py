@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,13 @@ from wif.dev.etcd import EtcdServer, start_etcd
 from wif.errors import ConfigError
 from wif.store import DEFAULT_MAX_TXN_OPS, EtcdStore
 from wif.tokens import SigningKey
-from wif.trust.config import TrustConfig, build_config, from_etcd_items, to_etcd_items
+from wif.trust.config import (
+    TRUST_PREFIX,
+    TrustConfig,
+    build_config,
+    from_etcd_items,
+    to_etcd_items,
+)
 from wif.trust.follower import Install, Prepare, TrustFollower
 from wif.trust.stored import apply_items
 
@@ -47,10 +54,14 @@ async def following(
 
 
 async def wait_for(follower: TrustFollower, config: TrustConfig) -> None:
+    await wait_for_items(follower, to_etcd_items(config))
+
+
+async def wait_for_items(follower: TrustFollower, items: dict[str, bytes]) -> None:
     async with asyncio.timeout(WAIT):
         while True:
             current = follower.current
-            if current is not None and to_etcd_items(current) == to_etcd_items(config):
+            if current is not None and to_etcd_items(current) == items:
                 return
             await asyncio.sleep(0.02)
 
@@ -202,3 +213,32 @@ async def test_a_version_prepare_refuses_is_kept_out_like_an_invalid_one(
     assert follower.current is not None
     assert to_etcd_items(follower.current) == to_etcd_items(dev_config)
     assert installed == [len(dev_config.audiences)]
+
+
+def edited(items: dict[str, bytes], key: str, **changes: Any) -> dict[str, bytes]:
+    doc = json.loads(items[TRUST_PREFIX + key])
+    doc.update(changes)
+    return {**items, TRUST_PREFIX + key: json.dumps(doc, sort_keys=True).encode()}
+
+
+async def test_a_follower_parses_again_only_what_each_reload_changed(
+    stock_etcd: EtcdServer, dev_config: TrustConfig
+) -> None:
+    first = to_etcd_items(dev_config)
+    second = edited(first, "providers/ci", max_token_age_seconds=600)
+    third = edited(second, "pools/acme", description="changed")
+    loaded: list[TrustConfig] = []
+
+    async with EtcdStore(stock_etcd.endpoint) as store:
+        await apply_items(store, first)
+        async with following(stock_etcd.endpoint, loaded) as follower:
+            await wait_for_items(follower, first)
+            for items in (second, third):
+                await apply_items(store, items)
+                await wait_for_items(follower, items)
+
+    assert [to_etcd_items(c) for c in loaded] == [first, second, third]
+    assert loaded[1].pools["acme"] is loaded[0].pools["acme"]
+    assert loaded[1].providers["ci"] is not loaded[0].providers["ci"]
+    assert loaded[2].providers["ci"] is loaded[1].providers["ci"]
+    assert loaded[2].pools["acme"].description == "changed"
