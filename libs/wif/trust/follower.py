@@ -9,9 +9,9 @@ itself runs on the event loop. Full garbage collections are deferred
 meanwhile and what was built is frozen (:mod:`wif.collector`), so they do
 not stall requests either. Documents unchanged since the configuration in
 force are not parsed again, and those of a replaced configuration are freed
-a few at a time in a worker thread. A version that fails validation is logged and
-reported on health while the last good one stays in force; while etcd is
-unreachable the last good one keeps serving.
+a few at a time in a worker thread. A version that fails validation is
+logged and reported on health while the last good one stays in force; while
+etcd is unreachable the last good one keeps serving.
 """
 
 from __future__ import annotations

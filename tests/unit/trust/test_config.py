@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -657,3 +659,28 @@ def test_gradual_release_leaves_the_configuration_and_its_successor_whole(
     )
     assert again.providers["ci"] is successor.providers["ci"]
     assert again.pools["acme"].description == "x"
+
+
+def test_a_configuration_is_freed_by_reference_counting_alone(
+    dev_raw: dict[str, Any],
+) -> None:
+    # Services freeze what a load builds (wif.collector), which never frees
+    # reference cycles: a configuration must hold none.
+    dev_raw["workloads"] = [{"path": "a/b", "pool": "payments-ci"}]
+    items = to_etcd_items(build_config(dev_raw))
+    config = from_etcd_items(items, revision=1)
+    parts = [
+        config,
+        config.compiled,
+        *(next(iter(m.values())) for m in (config.pools, config.providers)),
+        *(next(iter(m.values())) for m in (config.audiences, config.workloads)),
+        *next(iter(config.providers.values())).mapping.attributes.values(),
+    ]
+    alive = [weakref.ref(part) for part in parts]
+
+    gc.disable()
+    try:
+        del config, parts
+        assert [ref() for ref in alive] == [None] * len(alive)
+    finally:
+        gc.enable()
