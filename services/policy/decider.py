@@ -54,10 +54,26 @@ class Decider:
         self.usage = usage or UsageLog()
         self._clock = clock
 
+    def prepare(self, config: TrustConfig) -> Callable[[], None]:
+        """Builds the decision state of ``config``; returns the step that
+        puts it in force. Raises ``ConfigError`` to refuse it.
+
+        Touches nothing that decisions use, so it may run in a worker
+        thread. The returned step only assigns what was built; run it where
+        decisions run (the event loop), so no decision sees half of it.
+        """
+        version = self.engine.prepare(config)
+        shadow = self.shadow.successor(config)
+
+        def install() -> None:
+            self.engine.install(version)
+            self.shadow = shadow
+
+        return install
+
     def load(self, config: TrustConfig) -> None:
         """Puts ``config`` in force; raises ``ConfigError`` to refuse it."""
-        self.engine.load(config)
-        self.shadow.follow(config)
+        self.prepare(config)()
 
     def decide(
         self, question: DecisionInput, version: Version | None = None

@@ -234,13 +234,26 @@ class PolicyEngine:
         """The version in force; hold it to answer several questions alike."""
         return self._version
 
-    def load(self, config: TrustConfig) -> None:
-        """Builds the entities of ``config`` and swaps them in with it."""
+    @staticmethod
+    def prepare(config: TrustConfig) -> Version:
+        """Builds the entities of ``config``; raises ``ConfigError`` for bad ones.
+
+        Touches nothing in force, so it may run in a worker thread while
+        decisions go on; :meth:`install` then puts the result in force.
+        """
         try:
             entities = _base_entities(config)
         except ValueError as exc:
             raise ConfigError(f"entities: {exc}") from exc
-        self._version = Version(config=config, entities=entities)
+        return Version(config=config, entities=entities)
+
+    def install(self, version: Version) -> None:
+        """Puts a prepared version in force, in one assignment."""
+        self._version = version
+
+    def load(self, config: TrustConfig) -> None:
+        """Builds the entities of ``config`` and swaps them in with it."""
+        self.install(self.prepare(config))
 
     def decide(
         self,

@@ -33,7 +33,7 @@ async def build(settings: PolicySettings) -> ServiceParts:
     risk = RiskTracker(RiskSettings(max_principals=settings.risk_history_principals))
     decider = Decider(PolicyEngine(), quarantines, risk)
     audit = AuditLog("policy", settings.audit_log)
-    trust = TrustFollower(store, on_change=decider.load, audit=audit)
+    trust = TrustFollower(store, prepare=decider.prepare, audit=audit)
     servicer = PolicyServicer(decider, audit)
     authorizer = EnvoyAuthorizer(
         decider,

@@ -2,9 +2,9 @@
 
 The engine evaluates the shadow policy set (the trust configuration's
 ``shadow_policies``) beside the active one; this log keeps the decisions
-whose outcome, allow or deny, differs. It starts afresh whenever the shadow
-set itself changes, keeps at most ``limit`` differences (counting the ones
-it had to drop), and lives in one replica's memory.
+whose outcome, allow or deny, differs. A fresh log replaces it whenever the
+shadow set itself changes; it keeps at most ``limit`` differences (counting
+the ones it had to drop), and lives in one replica's memory.
 """
 
 from __future__ import annotations
@@ -60,24 +60,29 @@ def shadow_fingerprint(config: TrustConfig | None) -> str:
 class ShadowLog:
     """Collects the differences between the active and the shadow outcomes."""
 
-    def __init__(self, limit: int = 1000) -> None:
+    def __init__(
+        self, limit: int = 1000, fingerprint: str = "", ids: tuple[str, ...] = ()
+    ) -> None:
         self._limit = limit
-        self._reset("", ())
-
-    def _reset(self, fingerprint: str, ids: tuple[str, ...]) -> None:
         self._fingerprint = fingerprint
         self._ids = ids
         self._since = time.time()
         self._evaluated = 0
         self._differing = 0
-        self._differences: deque[ShadowDifference] = deque(maxlen=self._limit)
+        self._differences: deque[ShadowDifference] = deque(maxlen=limit)
 
-    def follow(self, config: TrustConfig) -> None:
-        """Starts afresh when ``config`` brings a different shadow set."""
+    def successor(self, config: TrustConfig) -> ShadowLog:
+        """The log to keep once ``config`` is in force: this one while the
+        shadow set stays the same, else a fresh one.
+
+        Changes nothing here, so it may run in a worker thread while
+        decisions are recorded; the caller swaps the result in.
+        """
         fingerprint = shadow_fingerprint(config)
-        if fingerprint != self._fingerprint:
-            ids = config.shadow.ids if config.shadow is not None else ()
-            self._reset(fingerprint, ids)
+        if fingerprint == self._fingerprint:
+            return self
+        ids = config.shadow.ids if config.shadow is not None else ()
+        return ShadowLog(self._limit, fingerprint, ids)
 
     def record(
         self, question: DecisionInput, result: DecisionResult, now: float

@@ -129,20 +129,26 @@ class EtcdStore:
         kv = response.kvs[0]
         return VersionedValue(bytes(kv.value), int(kv.mod_revision), read_at)
 
-    async def get_prefix_paged(self, prefix: str, page_size: int = 10_000) -> Snapshot:
+    async def get_prefix_paged(
+        self, prefix: str, page_size: int = 10_000, *, renamed: str | None = None
+    ) -> Snapshot:
         """Like :meth:`get_prefix`, read in pages of ``page_size`` keys.
 
         All pages are read at the first page's revision, so the result is
         one consistent snapshot; between pages the event loop serves others.
         etcd counts the whole remaining range for every page, so small pages
         make a large prefix slow to read: 10,000 keys of a few hundred bytes
-        read 200,000 keys five times faster than 1,000.
+        read 200,000 keys five times faster than 1,000. With ``renamed``,
+        the keys returned start with it instead of ``prefix`` (renaming
+        page by page does not hold up the event loop as renaming the whole
+        snapshot afterwards would).
         """
         if not prefix:
             raise ValueError("the prefix must not be empty")
         client = await self._connected()
         start, end = encode(prefix), aetcd.utils.prefix_range_end(encode(prefix))
         items: dict[str, bytes] = {}
+        head, cut = (prefix if renamed is None else renamed), len(prefix)
         revision = 0
         for _ in range(_MAX_PAGES):
             request = aetcd.rpc.RangeRequest(
@@ -151,7 +157,9 @@ class EtcdStore:
             with unavailable_on_error("read a prefix"):
                 response = await client.kvstub.Range(request, timeout=self.timeout)
             revision = revision or int(response.header.revision)
-            items.update((decode(kv.key), bytes(kv.value)) for kv in response.kvs)
+            items.update(
+                (head + decode(kv.key)[cut:], bytes(kv.value)) for kv in response.kvs
+            )
             if not response.more:
                 return Snapshot(revision, MappingProxyType(items))
             start = bytes(response.kvs[-1].key) + b"\0"

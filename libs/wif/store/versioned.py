@@ -142,12 +142,8 @@ class VersionedPrefix:
     async def read_version(self, version: str) -> Mapping[str, bytes]:
         """The items of ``version`` by logical key; empty if it was deleted."""
         prefix = self.version_prefix(version)
-        snapshot = await self.store.get_prefix_paged(prefix)
-        items = {
-            self.root + key[len(prefix) :]: value
-            for key, value in snapshot.items.items()
-        }
-        return MappingProxyType(items)
+        snapshot = await self.store.get_prefix_paged(prefix, renamed=self.root)
+        return snapshot.items
 
     def _check_names(self, items: Mapping[str, bytes]) -> None:
         reserved = (self.pointer_key, self._versions, self._index)

@@ -2,11 +2,13 @@
 
 Expressions see one variable, ``assertion``: the verified claims of the
 foreign token. They are compiled once when a configuration is loaded, so a
-syntax error is a configuration error, never a request-time surprise.
+syntax error is a configuration error, never a request-time surprise; the
+same text is compiled only once while it stays in the cache.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,11 @@ from wif.errors import ConfigError, InvalidGrant
 
 #: The longest expression text accepted, to bound compile and run cost.
 MAX_EXPRESSION_LENGTH = 4096
+
+#: Distinct expression texts whose compiled programs are kept between
+#: compiles: providers often share a condition or a mapping, and every
+#: reload compiles every provider's expressions again.
+COMPILED_CACHE_SIZE = 4096
 
 #: Functions the CEL runtime provides; an expression naming any other would
 #: fail on every request, so it is refused when the configuration is loaded.
@@ -74,6 +81,22 @@ class EvaluationError(Exception):
     """An expression failed at run time, such as on a claim that is absent."""
 
 
+@functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
+def _compiled(source: str) -> tuple[Any, tuple[str, ...]]:
+    """The program of ``source`` and the unknown functions it names.
+
+    Raises ``ValueError`` when it does not compile. A program is immutable,
+    so every provider whose expression has the same text shares one.
+    """
+    program = cel.compile(source)
+    unknown = tuple(
+        f
+        for f in program.functions()
+        if not _is_operator(f) and f not in KNOWN_FUNCTIONS
+    )
+    return program, unknown
+
+
 def compile_expression(source: str, where: str) -> Expression:
     """Compiles ``source``; raises ``ConfigError`` naming ``where`` if it is bad."""
     if not isinstance(source, str) or not source.strip():
@@ -81,15 +104,10 @@ def compile_expression(source: str, where: str) -> Expression:
     if len(source) > MAX_EXPRESSION_LENGTH:
         raise ConfigError(f"{where}: longer than {MAX_EXPRESSION_LENGTH} characters")
     try:
-        program = cel.compile(source)
+        program, unknown = _compiled(source)
     except ValueError as exc:
         first_line = str(exc).splitlines()[0]
         raise ConfigError(f"{where}: {first_line}") from exc
-    unknown = [
-        f
-        for f in program.functions()
-        if not _is_operator(f) and f not in KNOWN_FUNCTIONS
-    ]
     if unknown:
         raise ConfigError(f"{where}: unknown function {unknown[0]!r}")
     return Expression(source=source, program=program)

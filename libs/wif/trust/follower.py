@@ -2,23 +2,30 @@
 
 Every service holds a :class:`TrustFollower`. It watches the pointer to the
 version in force (:mod:`wif.trust.stored`), loads each version it names,
-and swaps it in whole. Parsing and validating a version runs in a worker
-thread, so a large configuration does not stall the service's requests.
-A version that fails validation is logged and reported on health while the
-last good one stays in force; while etcd is unreachable the last good one
-keeps serving.
+and swaps it in whole. Parsing and validating a version, and whatever the
+service derives from it (its ``prepare`` step), run in a worker thread, so
+a large configuration does not stall the service's requests; only the swap
+itself runs on the event loop. Full garbage collections are deferred
+meanwhile and what was built is frozen (:mod:`wif.collector`), so they do
+not stall requests either. Documents unchanged since the configuration in
+force are not parsed again, and those of a replaced configuration are freed
+a few at a time in a worker thread. A version that fails validation is
+logged and reported on health while the last good one stays in force; while
+etcd is unreachable the last good one keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 
 from wif.audit import AuditLog
+from wif.collector import long_lived_build
 from wif.errors import ConfigError, TemporarilyUnavailable
 from wif.store import EtcdStore, Snapshot, StoreUnavailable
-from wif.trust.config import TrustConfig, from_etcd_items
+from wif.trust.config import TrustConfig, from_etcd_items, gradual_release
 from wif.trust.stored import trust_versions
 
 log = logging.getLogger(__name__)
@@ -31,22 +38,37 @@ _READ_ATTEMPTS = 35
 _READ_RETRY_FIRST_SECONDS = 0.2
 _READ_RETRY_MAX_SECONDS = 5.0
 
+# A replaced configuration's documents are freed once no request holds it,
+# or after waiting this long for the last ones, 0.1 s at a time.
+_RELEASE_WAITS = 20
+_RELEASE_WAIT_SECONDS = 0.1
+
+#: Puts what a service derived from a configuration in force, on the loop.
+Install = Callable[[], None]
+
+#: Derives a service's state from a configuration, in a worker thread.
+Prepare = Callable[[TrustConfig], Install | None]
+
 
 class TrustFollower:
     """Holds the current trust configuration and follows its changes.
 
-    ``on_change`` sees each valid version before it is put in force; if it
+    ``prepare`` sees each valid version, in a worker thread, before it is
+    put in force: it builds what the service derives from it without
+    touching what requests use, and returns the step that swaps that in
+    (or None). That step runs on the event loop at the moment the version
+    goes in force, so it must be cheap and must not fail. If ``prepare``
     raises ``ConfigError`` the version is refused like an invalid one.
     """
 
     def __init__(
         self,
         store: EtcdStore,
-        on_change: Callable[[TrustConfig], None] | None = None,
+        prepare: Prepare | None = None,
         audit: AuditLog | None = None,
     ) -> None:
         self._store = store
-        self._on_change = on_change
+        self._prepare = prepare
         self._audit = audit
         self._versions = trust_versions(store)
         self._version: str | None = None
@@ -101,12 +123,7 @@ class TrustFollower:
 
     async def _load(self, items: Mapping[str, bytes], revision: int) -> None:
         try:
-            config = await asyncio.to_thread(from_etcd_items, items, revision)
-            # TODO(#7): on_change still runs on the event loop (the Policy
-            # service builds its entities there), because the shadow
-            # recorder it resets is also written by requests, without a lock.
-            if self._on_change is not None:
-                self._on_change(config)
+            config, install = await asyncio.to_thread(self._build, items, revision)
         except ConfigError as error:
             self.last_error = error.message
             log.error(
@@ -116,6 +133,9 @@ class TrustFollower:
             )
             self._record("refused", revision, error=error.message)
             return
+        retired = self._retire()
+        if install is not None:
+            install()
         self._current = config
         self.last_error = None
         self._record("ok", revision)
@@ -126,6 +146,36 @@ class TrustFollower:
         )
         async with self._changed:
             self._changed.notify_all()
+        if retired is not None:
+            await self._release(*retired)
+
+    def _retire(self) -> tuple[weakref.ref[TrustConfig], Callable[[], None]] | None:
+        """Holds on to the documents of the configuration about to be
+        replaced, so that replacing it frees only its indexes."""
+        if self._current is None:
+            return None
+        return weakref.ref(self._current), gradual_release(self._current)
+
+    @staticmethod
+    async def _release(
+        retired: weakref.ref[TrustConfig], release: Callable[[], None]
+    ) -> None:
+        """Frees a replaced configuration's documents in a worker thread, once
+        the requests that still held it are done (or after a bounded wait)."""
+        for _ in range(_RELEASE_WAITS):
+            if retired() is None:
+                break
+            await asyncio.sleep(_RELEASE_WAIT_SECONDS)
+        await asyncio.to_thread(release)
+
+    def _build(
+        self, items: Mapping[str, bytes], revision: int
+    ) -> tuple[TrustConfig, Install | None]:
+        """Runs in a worker thread: the configuration and the service's state."""
+        with long_lived_build():
+            config = from_etcd_items(items, revision, self._current)
+            install = self._prepare(config) if self._prepare is not None else None
+        return config, install
 
     def _record(self, outcome: str, revision: int, **fields: str) -> None:
         if self._audit is not None:

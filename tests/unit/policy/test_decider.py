@@ -221,3 +221,21 @@ def test_access_report_evaluates_at_most_max_principals(decider: Decider) -> Non
     assert len(report.principals) == 3
     assert report.principals_truncated
     assert report.principals[0].subject == ask("team-a", name="job-4").subject
+
+
+def test_prepare_changes_nothing_in_force_until_its_step_runs() -> None:
+    decider = Decider(PolicyEngine(), clock=lambda: NOW)
+    first = [{"id": "none", "cedar": "forbid (principal, action, resource);"}]
+    decider.load(config(shadow_policies=first))
+    shadow_before = decider.shadow
+
+    install = decider.prepare(config(revision=2))
+    during = decider.decide(ask("team-a"))
+    install()
+    after = decider.decide(ask("team-a"))
+
+    assert during.config_revision == 1
+    assert shadow_before.report().differing == 1
+    assert after.config_revision == 2
+    assert decider.shadow is not shadow_before
+    assert decider.shadow.report().fingerprint == ""

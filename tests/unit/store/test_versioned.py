@@ -170,3 +170,16 @@ async def test_a_paged_read_returns_the_prefix_at_one_revision(
 
     assert dict(paged.items) == items
     assert paged.revision == whole.revision
+
+
+async def test_a_paged_read_can_rename_the_prefix_of_every_key(
+    stock_store: EtcdStore, prefix: str
+) -> None:
+    items = many(prefix, "renamed", 9)
+    await stock_store.put_all(items)
+
+    paged = await stock_store.get_prefix_paged(prefix, page_size=4, renamed="/x/")
+
+    assert dict(paged.items) == {
+        "/x/" + key[len(prefix) :]: value for key, value in items.items()
+    }

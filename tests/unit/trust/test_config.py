@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from wif.trust.config import (
     TrustConfig,
     build_config,
     from_etcd_items,
+    gradual_release,
     load_file,
     to_etcd_items,
 )
@@ -581,3 +584,106 @@ def test_shadow_policies_round_trip_through_etcd_items(dev_raw: dict[str, Any]) 
     rebuilt = from_etcd_items(items, 9)
     assert rebuilt.shadow is not None
     assert rebuilt.shadow.ids == ("candidate",)
+
+
+def _edited(items: dict[str, bytes], key: str, **changes: Any) -> dict[str, bytes]:
+    edited = dict(items)
+    doc = json.loads(items[TRUST_PREFIX + key])
+    doc.update(changes)
+    edited[TRUST_PREFIX + key] = json.dumps(doc, sort_keys=True).encode()
+    return edited
+
+
+def test_from_etcd_items_parses_only_what_changed_since_the_previous_one(
+    dev_config: TrustConfig,
+) -> None:
+    items = to_etcd_items(dev_config)
+    previous = from_etcd_items(items, revision=1)
+    changed = _edited(items, "providers/ci", max_token_age_seconds=600)
+    del changed[TRUST_PREFIX + "policies/search-is-isolated"]
+
+    rebuilt = from_etcd_items(changed, 2, previous)
+
+    assert rebuilt.providers["ci"].max_token_age_seconds == 600
+    assert rebuilt.providers["ci"] is not previous.providers["ci"]
+    assert all(rebuilt.pools[p] is previous.pools[p] for p in previous.pools)
+    assert "search-is-isolated" not in rebuilt.compiled.ids
+    whole = from_etcd_items(changed, 2)
+    assert to_etcd_items(rebuilt) == to_etcd_items(whole) == changed
+    assert rebuilt.compiled.ids == whole.compiled.ids
+    assert (rebuilt.pools, rebuilt.audiences) == (whole.pools, whole.audiences)
+
+
+def test_from_etcd_items_checks_unchanged_documents_against_changed_ones(
+    dev_config: TrustConfig,
+) -> None:
+    items = to_etcd_items(dev_config)
+    previous = from_etcd_items(items, revision=1)
+    without_pool = dict(items)
+    del without_pool[TRUST_PREFIX + "pools/payments-ci"]
+
+    with pytest.raises(ConfigError) as caught:
+        from_etcd_items(without_pool, 2, previous)
+
+    assert caught.value.message == "providers.ci: pool 'payments-ci' unknown"
+
+
+def test_from_etcd_items_refuses_a_changed_document_as_a_whole_rebuild_does(
+    dev_config: TrustConfig,
+) -> None:
+    items = to_etcd_items(dev_config)
+    previous = from_etcd_items(items, revision=1)
+    changed = _edited(items, "providers/ci", algorithms=["HS256"])
+
+    with pytest.raises(ConfigError) as incremental:
+        from_etcd_items(changed, 2, previous)
+    with pytest.raises(ConfigError) as whole:
+        from_etcd_items(changed, 2)
+
+    assert incremental.value.message == whole.value.message
+    assert "'HS256' is not allowed" in whole.value.message
+
+
+def test_gradual_release_leaves_the_configuration_and_its_successor_whole(
+    dev_config: TrustConfig,
+) -> None:
+    items = to_etcd_items(dev_config)
+    previous = from_etcd_items(items, revision=1)
+    changed = _edited(items, "providers/ci", max_token_age_seconds=600)
+    successor = from_etcd_items(changed, 2, previous)
+
+    gradual_release(previous)()
+
+    assert to_etcd_items(previous) == items
+    assert previous.providers["ci"] == dev_config.providers["ci"]
+    assert to_etcd_items(successor) == changed
+    again = from_etcd_items(
+        _edited(changed, "pools/acme", description="x"), 3, successor
+    )
+    assert again.providers["ci"] is successor.providers["ci"]
+    assert again.pools["acme"].description == "x"
+
+
+def test_a_configuration_is_freed_by_reference_counting_alone(
+    dev_raw: dict[str, Any],
+) -> None:
+    # Services freeze what a load builds (wif.collector), which never frees
+    # reference cycles: a configuration must hold none.
+    dev_raw["workloads"] = [{"path": "a/b", "pool": "payments-ci"}]
+    items = to_etcd_items(build_config(dev_raw))
+    config = from_etcd_items(items, revision=1)
+    parts = [
+        config,
+        config.compiled,
+        *(next(iter(m.values())) for m in (config.pools, config.providers)),
+        *(next(iter(m.values())) for m in (config.audiences, config.workloads)),
+        *next(iter(config.providers.values())).mapping.attributes.values(),
+    ]
+    alive = [weakref.ref(part) for part in parts]
+
+    gc.disable()
+    try:
+        del config, parts
+        assert [ref() for ref in alive] == [None] * len(alive)
+    finally:
+        gc.enable()

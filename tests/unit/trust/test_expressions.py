@@ -277,3 +277,27 @@ def test_condition_holds_refuses_claims_cel_cannot_take_as_an_error() -> None:
 
 def test_cel_input_keeps_the_claims_it_was_made_of() -> None:
     assert CelInput(CLAIMS).claims is CLAIMS
+
+
+def test_expressions_of_the_same_text_share_one_compiled_program() -> None:
+    first = compile_expression("assertion.team == 'payments'", "providers[0].condition")
+    second = compile_expression(
+        "assertion.team == 'payments'", "providers[1].condition"
+    )
+
+    assert first.program is second.program
+    assert second.evaluate({"team": "payments"}) is True
+
+
+@pytest.mark.parametrize("source", ["assertion.(", "evil(assertion.x)"])
+def test_a_bad_expression_met_again_names_where_it_is_met_again(source: str) -> None:
+    with pytest.raises(ConfigError) as first:
+        compile_expression(source, "providers[0].condition")
+    with pytest.raises(ConfigError) as second:
+        compile_expression(source, "providers[7].condition")
+
+    assert first.value.message.startswith("providers[0].condition: ")
+    assert second.value.message.startswith("providers[7].condition: ")
+    assert (
+        first.value.message.split(": ", 1)[1] == second.value.message.split(": ", 1)[1]
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -14,10 +16,17 @@ import pytest
 from tests.bench.policy import raw_config
 from tests.bench.scale import with_providers
 from wif.dev.etcd import EtcdServer, start_etcd
+from wif.errors import ConfigError
 from wif.store import DEFAULT_MAX_TXN_OPS, EtcdStore
 from wif.tokens import SigningKey
-from wif.trust.config import TrustConfig, build_config, from_etcd_items, to_etcd_items
-from wif.trust.follower import TrustFollower
+from wif.trust.config import (
+    TRUST_PREFIX,
+    TrustConfig,
+    build_config,
+    from_etcd_items,
+    to_etcd_items,
+)
+from wif.trust.follower import Install, Prepare, TrustFollower
 from wif.trust.stored import apply_items
 
 WAIT = 30.0
@@ -31,10 +40,10 @@ def stock_etcd() -> Iterator[EtcdServer]:
 
 @contextlib.asynccontextmanager
 async def following(
-    endpoint: str, seen: list[TrustConfig]
+    endpoint: str, seen: list[TrustConfig], prepare: Prepare | None = None
 ) -> AsyncIterator[TrustFollower]:
     async with EtcdStore(endpoint) as store:
-        follower = TrustFollower(store, on_change=seen.append)
+        follower = TrustFollower(store, prepare=prepare or seen.append)
         task = asyncio.create_task(follower.run())
         try:
             yield follower
@@ -45,10 +54,22 @@ async def following(
 
 
 async def wait_for(follower: TrustFollower, config: TrustConfig) -> None:
+    await wait_for_items(follower, to_etcd_items(config))
+
+
+async def wait_for_items(follower: TrustFollower, items: dict[str, bytes]) -> None:
     async with asyncio.timeout(WAIT):
         while True:
             current = follower.current
-            if current is not None and to_etcd_items(current) == to_etcd_items(config):
+            if current is not None and to_etcd_items(current) == items:
+                return
+            await asyncio.sleep(0.02)
+
+
+async def refusal(follower: TrustFollower) -> None:
+    async with asyncio.timeout(WAIT):
+        while True:
+            if follower.last_error is not None:
                 return
             await asyncio.sleep(0.02)
 
@@ -115,3 +136,109 @@ async def test_a_follower_keeps_the_event_loop_free_while_it_loads(
 
     assert reload_seconds > 0.2
     assert max(gaps) < reload_seconds / 2, (max(gaps), reload_seconds)
+
+
+class Heartbeat:
+    """Ticks every 5 ms on the event loop and keeps the longest gap."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        for _ in range(1_000_000):
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+async def test_prepare_runs_off_the_event_loop_and_its_install_on_it(
+    stock_etcd: EtcdServer, dev_config: TrustConfig
+) -> None:
+    busy_seconds = 1.0
+    threads: dict[str, int] = {}
+    current_at_install: list[TrustConfig | None] = []
+
+    def prepare(config: TrustConfig) -> Install:
+        threads["prepare"] = threading.get_ident()
+        until = time.perf_counter() + busy_seconds
+        while time.perf_counter() < until:  # CPU-bound, as building entities is
+            pass
+
+        def install() -> None:
+            threads["install"] = threading.get_ident()
+            current_at_install.append(follower.current)
+
+        return install
+
+    async with EtcdStore(stock_etcd.endpoint) as store:
+        await apply_items(store, to_etcd_items(dev_config))
+        async with following(stock_etcd.endpoint, [], prepare) as follower:
+            heartbeat = Heartbeat()
+            await follower.wait_until_loaded(WAIT)
+            await heartbeat.stop()
+
+    assert threads["prepare"] != threading.get_ident()
+    assert threads["install"] == threading.get_ident()
+    assert current_at_install == [None]
+    assert heartbeat.longest < busy_seconds / 2, heartbeat.longest
+
+
+async def test_a_version_prepare_refuses_is_kept_out_like_an_invalid_one(
+    stock_etcd: EtcdServer, dev_config: TrustConfig, dev_raw: dict[str, Any]
+) -> None:
+    refused = with_audiences(dev_raw, 1)
+    installed: list[int] = []
+
+    def prepare(config: TrustConfig) -> Install:
+        if "bulk-0000" in config.audiences:
+            raise ConfigError("entities: refused by the service")
+        return lambda: installed.append(len(config.audiences))
+
+    async with EtcdStore(stock_etcd.endpoint) as store:
+        await apply_items(store, to_etcd_items(dev_config))
+        async with following(stock_etcd.endpoint, [], prepare) as follower:
+            await wait_for(follower, dev_config)
+            await apply_items(store, to_etcd_items(refused))
+            await refusal(follower)
+
+    assert follower.last_error == "entities: refused by the service"
+    assert follower.current is not None
+    assert to_etcd_items(follower.current) == to_etcd_items(dev_config)
+    assert installed == [len(dev_config.audiences)]
+
+
+def edited(items: dict[str, bytes], key: str, **changes: Any) -> dict[str, bytes]:
+    doc = json.loads(items[TRUST_PREFIX + key])
+    doc.update(changes)
+    return {**items, TRUST_PREFIX + key: json.dumps(doc, sort_keys=True).encode()}
+
+
+async def test_a_follower_parses_again_only_what_each_reload_changed(
+    stock_etcd: EtcdServer, dev_config: TrustConfig
+) -> None:
+    first = to_etcd_items(dev_config)
+    second = edited(first, "providers/ci", max_token_age_seconds=600)
+    third = edited(second, "pools/acme", description="changed")
+    loaded: list[TrustConfig] = []
+
+    async with EtcdStore(stock_etcd.endpoint) as store:
+        await apply_items(store, first)
+        async with following(stock_etcd.endpoint, loaded) as follower:
+            await wait_for_items(follower, first)
+            for items in (second, third):
+                await apply_items(store, items)
+                await wait_for_items(follower, items)
+
+    assert [to_etcd_items(c) for c in loaded] == [first, second, third]
+    assert loaded[1].pools["acme"] is loaded[0].pools["acme"]
+    assert loaded[1].providers["ci"] is not loaded[0].providers["ci"]
+    assert loaded[2].providers["ci"] is loaded[1].providers["ci"]
+    assert loaded[2].pools["acme"].description == "changed"
