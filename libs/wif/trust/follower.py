@@ -133,6 +133,14 @@ class TrustFollower:
             )
             self._record("refused", revision, error=error.message)
             return
+        except Exception:
+            # A fault of the mesh's own, not of the configuration: keep the
+            # last good one, say so, and let the next pointer move retry it.
+            log.exception("building revision %d failed; keeping the last", revision)
+            self.last_error = f"building revision {revision} failed"
+            self._version = None
+            self._record("refused", revision, error="internal error")
+            return
         retired = self._retire()
         if install is not None:
             install()

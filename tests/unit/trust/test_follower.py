@@ -215,6 +215,28 @@ async def test_a_version_prepare_refuses_is_kept_out_like_an_invalid_one(
     assert installed == [len(dev_config.audiences)]
 
 
+async def test_a_version_whose_build_breaks_is_kept_out_and_said_to_be_internal(
+    stock_etcd: EtcdServer, dev_config: TrustConfig, dev_raw: dict[str, Any]
+) -> None:
+    broken = with_audiences(dev_raw, 1)
+
+    def prepare(config: TrustConfig) -> Install | None:
+        if "bulk-0000" in config.audiences:
+            raise RuntimeError("a fault of the service's own")
+        return None
+
+    async with EtcdStore(stock_etcd.endpoint) as store:
+        await apply_items(store, to_etcd_items(dev_config))
+        async with following(stock_etcd.endpoint, [], prepare) as follower:
+            await wait_for(follower, dev_config)
+            applied = await apply_items(store, to_etcd_items(broken))
+            await refusal(follower)
+
+    assert follower.last_error == f"building revision {applied.revision} failed"
+    assert follower.current is not None
+    assert to_etcd_items(follower.current) == to_etcd_items(dev_config)
+
+
 def edited(items: dict[str, bytes], key: str, **changes: Any) -> dict[str, bytes]:
     doc = json.loads(items[TRUST_PREFIX + key])
     doc.update(changes)
