@@ -4,9 +4,10 @@ A caller authenticates with a token the mesh itself issued, sent as
 ``Authorization: Bearer <mesh token>`` (RFC 6750 section 2.1), so no client
 secret exists anywhere. The token is checked like any mesh token (by
 :class:`~services.sts.validation.MeshTokenValidator`: signature, issuer,
-time, revocation), and its audience must hold the STS's own audience, the
+time, revocation), and its audience must be the STS's own audience alone, the
 setting ``token_admin_audience`` (``wif-sts`` by default): a token meant
-for another service is never accepted here. A workload gets such a token
+for another service, or for another service as well, is never accepted
+here, since that service could present it. A workload gets such a token
 by an ordinary exchange for that audience, which the trust configuration
 and its policies must allow.
 
@@ -29,7 +30,8 @@ Refusals, in the order they are checked (``WWW-Authenticate`` is a
 - malformed Bearer credentials: 401 ``invalid_client``,
   ``error="invalid_request"``;
 - not a valid mesh token for the audience (forged, foreign, expired,
-  revoked, meant for another audience): 401 ``invalid_client``,
+  revoked, meant for another audience, or for another audience as well,
+  reason ``AUDIENCE_NOT_EXCLUSIVE``): 401 ``invalid_client``,
   ``error="invalid_token"``;
 - a valid token without the scope needed: 403 ``insufficient_scope``,
   ``error="insufficient_scope"`` and the ``scope`` needed.
@@ -178,6 +180,12 @@ def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset(scope.split()) if isinstance(scope, str) else frozenset()
 
 
+def only_for(claims: dict[str, Any], audience: str) -> bool:
+    """True when the token's ``aud`` names ``audience`` and nothing else."""
+    aud = claims.get("aud")
+    return aud == audience or aud == [audience]
+
+
 def claimed_subject(token: str) -> str:
     """The ``sub`` the token's text claims, unverified; empty if it has none."""
     try:
@@ -222,6 +230,14 @@ class ClientAuthenticator:
                 reason=error.reason,
                 challenge=challenge(self._audience, "invalid_token"),
             ) from error
+        if not only_for(valid.claims, self._audience):
+            # A token for several audiences reaches the other services too,
+            # and any of them could present it here as the caller.
+            raise InvalidClient(
+                f"the caller's token must be for {self._audience} alone",
+                reason="AUDIENCE_NOT_EXCLUSIVE",
+                challenge=challenge(self._audience, "invalid_token"),
+            )
         return Caller(valid.subject, valid.token_id, scopes_of(valid.claims))
 
     def check_may_introspect(self, caller: Caller) -> None:

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestPayloadError
 
 from services.sts.admission import Admission
 from services.sts.client_auth import BearerRefusal, Caller, ClientAuthenticator
@@ -159,6 +160,12 @@ async def _read_form(request: web.Request) -> dict[str, list[str]]:
         raise InvalidRequest("the body arrived too slowly", reason="SLOW_BODY") from exc
     except web.HTTPRequestEntityTooLarge as exc:
         raise InvalidRequest("the body is too large", reason="BODY_TOO_LARGE") from exc
+    except RequestPayloadError as exc:
+        # A body that does not decode as its Content-Encoding says, or a
+        # chunked body that breaks off: the client's fault, not the server's.
+        raise InvalidRequest(
+            "the body cannot be decoded", reason="MALFORMED_BODY"
+        ) from exc
     return parse_form(body)
 
 

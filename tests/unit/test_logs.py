@@ -267,6 +267,47 @@ def test_a_line_of_an_exception_carries_its_traceback() -> None:
     assert "RuntimeError: store down" in line["error"]
 
 
+#: A mesh token's shape: header, payload and signature, each base64url.
+TOKEN = (
+    "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0"
+    ".eyJzdWIiOiJzcGlmZmU6Ly9hY21lLmV4YW1wbGUveCJ9"
+    ".MEUCIQDx-5_aZ9"
+)
+
+
+def test_a_whole_token_in_a_message_or_traceback_is_redacted() -> None:
+    # aiohttp logs a malformed request's header line, Authorization included.
+    try:
+        raise ValueError(
+            f"Invalid header value char: b'Authorization: Bearer {TOKEN}\\x01'"
+        )
+    except ValueError:
+        record = logging.getLogger("aiohttp.server").makeRecord(
+            "aiohttp.server",
+            logging.ERROR,
+            __file__,
+            1,
+            "bad %s",
+            (TOKEN,),
+            sys.exc_info(),
+        )
+
+    text = JsonFormatter("sts").format(record)
+    line = json.loads(text)
+
+    assert "eyJ" not in text
+    assert line["message"] == f"bad {logs.REDACTED_TOKEN}"
+    assert f"Bearer {logs.REDACTED_TOKEN}" in line["error"]
+
+
+def test_an_unsigned_token_is_redacted_but_not_other_text() -> None:
+    unsigned = TOKEN.rsplit(".", 1)[0]
+
+    line = json_line(make_record(f"{unsigned} eyJ-alone eyJx. done"))
+
+    assert line["message"] == f"{logs.REDACTED_TOKEN} eyJ-alone eyJx. done"
+
+
 class FailingStream(RecordingStream):
     """A stream whose first ``failures`` writes raise ``error``."""
 

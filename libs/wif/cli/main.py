@@ -24,7 +24,11 @@ GROUPS = (audit, config, dev, keys, policy, token)
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser for every ``wif`` command."""
-    parser = argparse.ArgumentParser(prog="wif", description=__doc__)
+    # Without allow_abbrev, Python 3.11 takes a command's own --tls for an
+    # ambiguous prefix of --tls-cert, --tls-key and --tls-ca and stops.
+    parser = argparse.ArgumentParser(
+        prog="wif", description=__doc__, allow_abbrev=False
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--etcd", help="etcd endpoint host:port [WIF_ETCD_ENDPOINT]")
     parser.add_argument(

@@ -214,6 +214,28 @@ def test_authenticate_refuses_a_token_not_valid_here(
     assert caught.value.challenge == 'Bearer realm="wif-sts", error="invalid_token"'
 
 
+@pytest.mark.parametrize("aud", [["payments-api", AUDIENCE], [AUDIENCE, AUDIENCE]])
+def test_authenticate_refuses_a_token_for_another_audience_as_well(
+    clients: ClientAuthenticator, key: SigningKey, dev_config: TrustConfig, aud: Any
+) -> None:
+    # payments-api receives such a token and could present it here as its caller.
+    token = mesh_token(key, dev_config, aud=aud)
+
+    with pytest.raises(InvalidClient) as caught:
+        clients.authenticate("127.0.0.1", [f"Bearer {token}"])
+
+    assert caught.value.reason == "AUDIENCE_NOT_EXCLUSIVE"
+    assert caught.value.challenge == 'Bearer realm="wif-sts", error="invalid_token"'
+
+
+def test_authenticate_accepts_the_audience_alone_in_a_list(
+    clients: ClientAuthenticator, key: SigningKey, dev_config: TrustConfig
+) -> None:
+    token = mesh_token(key, dev_config, aud=[AUDIENCE])
+
+    assert clients.authenticate("127.0.0.1", [f"Bearer {token}"]).subject == SUBJECT
+
+
 def test_authenticate_refuses_a_revoked_caller_token(
     clients: ClientAuthenticator,
     key: SigningKey,
