@@ -36,6 +36,13 @@ _COMPACT_TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-
 #: What a line holds in place of a token.
 REDACTED_TOKEN = "[token redacted]"
 
+#: Longest message and longest error text kept in a line. Libraries quote
+#: what a client sent in their messages (aiohttp a malformed request line,
+#: OpenTelemetry a bad trace header), so a client could otherwise fill the
+#: log with its own text at warning level, which is written at once.
+MAX_MESSAGE_CHARS = 1024
+MAX_ERROR_CHARS = 4096
+
 #: Seconds a line may wait in the buffer before it is written out.
 FLUSH_INTERVAL_SECONDS = 0.2
 #: Buffered characters that make the handler write out at once.
@@ -71,7 +78,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "service": self._service,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _clipped(record.getMessage(), MAX_MESSAGE_CHARS),
         }
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
@@ -79,7 +86,8 @@ class JsonFormatter(logging.Formatter):
             entry["span_id"] = format(context.span_id, "016x")
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+            error = self.formatException(record.exc_info)
+            entry["error"] = _clipped(error, MAX_ERROR_CHARS)
         line = json.dumps(entry, default=str)
         # The mesh logs token ids only, but text it does not write can hold a
         # whole token: aiohttp's message for a malformed request quotes the
@@ -87,6 +95,12 @@ class JsonFormatter(logging.Formatter):
         if "eyJ" in line:
             line = _COMPACT_TOKEN.sub(REDACTED_TOKEN, line)
         return line
+
+
+def _clipped(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} characters left out]"
 
 
 class BufferedHandler(logging.Handler):

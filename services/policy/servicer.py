@@ -16,6 +16,7 @@ from wif.errors import InvalidRequest
 from wif.grpc_errors import handle_errors
 from wif.metrics import DECISIONS
 from wif.telemetry import tracer
+from wif.trust.cedar import ACTIONS
 from wif.v1 import policy_pb2, policy_pb2_grpc
 
 _tracer = tracer(__name__)
@@ -70,7 +71,10 @@ async def audit_decision(
 ) -> None:
     """One audit record and one metric count per decision."""
     outcome = "allow" if result.allowed else "deny"
-    DECISIONS.add(1, {"action": question.action, "decision": outcome})
+    # The label takes the schema's actions only: a caller's made-up action
+    # (refused as unknown) must not mint a new metric series.
+    action = question.action if question.action in ACTIONS else "unknown"
+    DECISIONS.add(1, {"action": action, "decision": outcome})
     await audit.record(
         "policy.decision",
         outcome,

@@ -28,7 +28,9 @@ class Admission:
             self._limiter.check(caller)
         except RateLimited as refused:
             RATE_LIMITED.add(1, {"surface": surface})
-            await self._audit.record(
+            # Unawaited: a refusal hands nothing out, and a caller over its
+            # limit must not make the STS wait for the disk on its behalf.
+            self._audit.record_nowait(
                 "request.rate_limited",
                 "refused",
                 reason=refused.reason,

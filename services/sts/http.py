@@ -257,7 +257,7 @@ def _add_token_administration(
         async def answer(caller: Caller) -> dict[str, Any]:
             clients.check_may_introspect(caller)
             token = _token_parameter(await _read_form(request))
-            return admin.introspect(token, caller.subject)
+            return await admin.introspect(token, caller.subject)
 
         return await authenticated(request, "token.introspect", answer)
 

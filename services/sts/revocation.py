@@ -43,17 +43,20 @@ class TokenAdministration:
         self._revoked = revoked
         self._audit = audit
 
-    def introspect(self, token: str, caller: str) -> dict[str, Any]:
+    async def introspect(self, token: str, caller: str) -> dict[str, Any]:
         """The RFC 7662 section 2.2 answer for ``token``, asked by ``caller``
-        (the subject of an authenticated caller), who is audited with it."""
+        (the subject of an authenticated caller), who is audited with it.
+
+        The answer is returned only once its record is on disk: it hands the
+        caller a token's facts."""
         try:
             valid = self._validator.validate(token)
         except InvalidGrant as error:
-            self._audit.record_nowait(
+            await self._audit.record(
                 "token.introspect", "inactive", reason=error.reason, caller=caller
             )
             return dict(INACTIVE)
-        self._audit.record_nowait(
+        await self._audit.record(
             "token.introspect",
             "active",
             token_id=valid.token_id,

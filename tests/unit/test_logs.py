@@ -15,7 +15,14 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from wif import logs
-from wif.logs import FLUSH_INTERVAL_SECONDS, FLUSH_SIZE, BufferedHandler, JsonFormatter
+from wif.logs import (
+    FLUSH_INTERVAL_SECONDS,
+    FLUSH_SIZE,
+    MAX_ERROR_CHARS,
+    MAX_MESSAGE_CHARS,
+    BufferedHandler,
+    JsonFormatter,
+)
 
 #: How long a test waits for the periodic write before it gives up.
 PATIENCE_SECONDS = 5
@@ -371,3 +378,22 @@ def test_a_handler_may_be_closed_twice(
 
     handler.close()
     handler.close()
+
+
+def test_a_long_message_and_error_are_clipped_with_what_was_left_out() -> None:
+    formatter = JsonFormatter("sts")
+    try:
+        raise ValueError("x" * 10_000)
+    except ValueError:
+        record = logging.LogRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "%s", ("y" * 5000,), None
+        )
+        record.exc_info = sys.exc_info()
+
+    entry = json.loads(formatter.format(record))
+
+    assert entry["message"] == "y" * MAX_MESSAGE_CHARS + (
+        f"... [{5000 - MAX_MESSAGE_CHARS} characters left out]"
+    )
+    assert len(entry["error"]) < MAX_ERROR_CHARS + 50
+    assert entry["error"].endswith("characters left out]")
