@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -200,23 +202,38 @@ def next_or_raise(requests: Any) -> Any:
         raise IndexError("no fresh token left") from None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(job: dict[str, Any]) -> dict[str, Any]:
     """Warms up for ``warmup`` seconds, then measures.
 
     ``client_cpu`` becomes the share of one core this process used while
     measuring: near 1.0 means the client, not the server, set the pace.
+    With ``server_pids`` (name to pid), ``server_cpu_us`` holds the CPU
+    microseconds each of those processes spent per call while measuring.
     """
+    servers: dict[str, int] = job.get("server_pids", {})
     async with grpc.aio.insecure_channel(job["target"]) as channel:
         call = await build_call(job, channel)
         if job.get("warmup", 0) > 0:
             await closed_loop(call, job.get("concurrency", 4), job["warmup"], 10**6)
         cpu_before = time.process_time()
+        servers_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
         if "rate" in job:
             result = await open_loop(call, job["rate"], job["seconds"])
         else:
             result = await closed_loop(
                 call, job["concurrency"], job["seconds"], job["max_calls"]
             )
+    calls = max(1, result["calls"] + result["errors"])
+    result["server_cpu_us"] = {
+        name: (cpu_seconds(pid) - servers_before[name]) / calls * 1e6
+        for name, pid in servers.items()
+    }
     result["client_cpu"] = (result["client_cpu"] - cpu_before) / result["seconds"]
     return result
 

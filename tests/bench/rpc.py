@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from tests.bench.harness import BenchMesh
@@ -34,13 +32,6 @@ MISS_TOKENS = 5_000
 PACED_SHARE = 0.8
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far, from ``/proc``."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 #: The processes that serve each kind of call (the cache-miss run's own
 #: minting of fresh tokens at the ITS is not the validation's cost).
 SERVERS = {
@@ -53,16 +44,9 @@ SERVERS = {
 
 
 def load_measuring_servers(job: dict[str, Any], pids: dict[str, int]) -> dict[str, Any]:
-    """:func:`load`, adding the servers' CPU microseconds per call by process."""
-    pids = {name: pid for name, pid in pids.items() if name in SERVERS[job["kind"]]}
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    result = load(job)
-    spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
-    calls = max(1, result["calls"] + result["errors"])
-    result["server_cpu_us"] = {
-        name: seconds / calls * 1e6 for name, seconds in spent.items() if seconds
-    }
-    return result
+    """:func:`load`, with the CPU the job's servers spent while it measured."""
+    servers = {name: pid for name, pid in pids.items() if name in SERVERS[job["kind"]]}
+    return load({**job, "server_pids": servers})
 
 
 def load(job: dict[str, Any]) -> dict[str, Any]:

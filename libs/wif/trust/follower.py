@@ -74,6 +74,7 @@ class TrustFollower:
         self._version: str | None = None
         self._current: TrustConfig | None = None
         self._changed = asyncio.Condition()
+        self._releases: set[asyncio.Task[None]] = set()
         self.last_error: str | None = None
 
     @property
@@ -155,7 +156,11 @@ class TrustFollower:
         async with self._changed:
             self._changed.notify_all()
         if retired is not None:
-            await self._release(*retired)
+            # In the background: a request still holding the old version
+            # must not hold up the next one.
+            release = asyncio.create_task(self._release(*retired))
+            self._releases.add(release)
+            release.add_done_callback(self._releases.discard)
 
     def _retire(self) -> tuple[weakref.ref[TrustConfig], Callable[[], None]] | None:
         """Holds on to the documents of the configuration about to be
