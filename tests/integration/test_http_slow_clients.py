@@ -27,6 +27,7 @@ from tests.support.raw_http import (
     read_response,
     request_head,
     slow_head,
+    time_to_close,
     trickle,
     until_closed,
 )
@@ -94,19 +95,6 @@ def _token_request(body: bytes = BAD_GRANT) -> bytes:
     )
 
 
-async def _cut_after(port: int, head: bytes, bound: float) -> tuple[float, bytes]:
-    """Trickles ``head``; returns when and what the server answered as it closed."""
-    reader, writer = await connect(port)
-    started = time.monotonic()
-    sending = asyncio.create_task(trickle(writer, head))
-    try:
-        answer = await asyncio.wait_for(until_closed(reader), bound + SLACK)
-    finally:
-        sending.cancel()
-        writer.close()
-    return time.monotonic() - started, answer
-
-
 @pytest.mark.parametrize("listener", ["http", "metrics"])
 async def test_a_trickled_head_is_cut_off_after_the_head_timeout(
     sts: Listeners, listener: str
@@ -114,7 +102,9 @@ async def test_a_trickled_head_is_cut_off_after_the_head_timeout(
     port = getattr(sts, listener)
     before = _closed_counts(sts).get("SLOW_REQUEST_HEAD", 0.0)
 
-    elapsed, answer = await _cut_after(port, slow_head("/token"), HEAD_TIMEOUT)
+    elapsed, answer = await time_to_close(
+        port, slow_head("/token"), HEAD_TIMEOUT + SLACK
+    )
 
     assert HEAD_TIMEOUT * 0.9 <= elapsed <= HEAD_TIMEOUT + SLACK
     assert answer.startswith(b"HTTP/1.1 408 ")
@@ -201,8 +191,10 @@ async def test_the_its_cuts_a_slow_head_after_the_default_timeout(
     assert metrics is not None
 
     results = await asyncio.gather(
-        _cut_after(jwks, slow_head("/.well-known/jwks.json"), DEFAULT_HEAD_TIMEOUT),
-        _cut_after(metrics, slow_head("/metrics"), DEFAULT_HEAD_TIMEOUT),
+        time_to_close(
+            jwks, slow_head("/.well-known/jwks.json"), DEFAULT_HEAD_TIMEOUT + SLACK
+        ),
+        time_to_close(metrics, slow_head("/metrics"), DEFAULT_HEAD_TIMEOUT + SLACK),
     )
 
     for elapsed, answer in results:

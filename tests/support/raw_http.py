@@ -8,6 +8,7 @@ Every wait is bounded by ``timeout`` (seconds).
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import suppress
 
 #: Seconds between two bytes of a trickled request.
@@ -80,3 +81,20 @@ async def trickle(
         except OSError:
             return
         await asyncio.sleep(TRICKLE_SECONDS)
+
+
+async def time_to_close(port: int, head: bytes, timeout: float) -> tuple[float, bytes]:
+    """Trickles ``head`` on a new connection until the server closes it.
+
+    Returns the seconds that took and what the server sent before closing;
+    fails if the server keeps the connection past ``timeout``.
+    """
+    reader, writer = await connect(port)
+    started = time.monotonic()
+    sending = asyncio.create_task(trickle(writer, head))
+    try:
+        answer = await asyncio.wait_for(until_closed(reader), timeout)
+    finally:
+        sending.cancel()
+        writer.close()
+    return time.monotonic() - started, answer

@@ -21,6 +21,7 @@ from tests.support.raw_http import (
     read_response,
     request_head,
     slow_head,
+    time_to_close,
     trickle,
     until_closed,
 )
@@ -88,21 +89,11 @@ async def _get(port: int, path: str = "/") -> int:
     return status
 
 
-async def _time_to_close(port: int, head: bytes) -> tuple[float, bytes]:
-    reader, writer = await connect(port)
-    started = time.monotonic()
-    sending = asyncio.create_task(trickle(writer, head))
-    try:
-        answer = await asyncio.wait_for(until_closed(reader), HEAD_TIMEOUT + SLACK)
-    finally:
-        sending.cancel()
-        writer.close()
-    return time.monotonic() - started, answer
-
-
 async def test_a_trickled_request_head_is_cut_off_after_the_head_timeout() -> None:
     async with guarded() as served:
-        elapsed, answer = await _time_to_close(served.port, SLOW_HEAD)
+        elapsed, answer = await time_to_close(
+            served.port, SLOW_HEAD, HEAD_TIMEOUT + SLACK
+        )
 
     assert HEAD_TIMEOUT * 0.9 <= elapsed <= HEAD_TIMEOUT + SLACK
     assert answer.startswith(b"HTTP/1.1 408 ")
@@ -112,7 +103,7 @@ async def test_a_connection_that_sends_nothing_is_closed_after_the_head_timeout(
     None
 ):
     async with guarded() as served:
-        elapsed, answer = await _time_to_close(served.port, b"")
+        elapsed, answer = await time_to_close(served.port, b"", HEAD_TIMEOUT + SLACK)
 
     assert HEAD_TIMEOUT * 0.9 <= elapsed <= HEAD_TIMEOUT + SLACK
     assert answer.startswith(b"HTTP/1.1 408 ")

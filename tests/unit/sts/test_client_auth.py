@@ -26,8 +26,8 @@ from services.sts.http import error_response
 from services.sts.validation import MeshTokenValidator
 from wif.audit import AuditLog
 from wif.revocations import RevocationList, token_key
-from wif.store import EtcdStore, Snapshot
-from wif.tokens import KeySet, SigningKey
+from wif.store import Snapshot
+from wif.tokens import SigningKey
 from wif.trust.config import TrustConfig
 
 AUDIENCE = "wif-sts"
@@ -36,39 +36,8 @@ OTHER = "spiffe://acme.example/payments-ci/acme-corp/mesh-operations"
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
-class Keyring:
-    """The part of KeyringFollower the validator reads."""
-
-    def __init__(self, keys: KeySet) -> None:
-        self.keyset = keys
-
-
-class Trust:
-    """The part of TrustFollower the validator reads."""
-
-    def __init__(self, config: TrustConfig) -> None:
-        self._config = config
-
-    def require(self) -> TrustConfig:
-        return self._config
-
-
 @pytest.fixture
-def key() -> SigningKey:
-    return SigningKey.generate("ES256")
-
-
-@pytest.fixture
-def revoked() -> RevocationList:
-    return RevocationList(EtcdStore("127.0.0.1:1"))
-
-
-@pytest.fixture
-def clients(
-    key: SigningKey, revoked: RevocationList, dev_config: TrustConfig
-) -> ClientAuthenticator:
-    keys = KeySet.from_jwks({"keys": [key.public_jwk()]}, ("ES256",))[0]
-    validator = MeshTokenValidator(Trust(dev_config), Keyring(keys), revoked)  # type: ignore[arg-type]
+def clients(validator: MeshTokenValidator) -> ClientAuthenticator:
     return ClientAuthenticator(validator, AUDIENCE, LOOPBACK, AuditLog("sts", None))
 
 

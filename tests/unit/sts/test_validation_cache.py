@@ -11,48 +11,13 @@ import pytest
 from services.sts.validation import MeshTokenValidator
 from wif.errors import InvalidToken
 from wif.revocations import RevocationList, subject_key, token_key
-from wif.store import EtcdStore, Snapshot
+from wif.store import Snapshot
 from wif.tokens import KeySet, SigningKey, base64url
 from wif.trust.config import TrustConfig
 
 SUBJECT = "spiffe://acme.example/payments-ci/acme-corp/payments-api"
 #: The order of the P-256 group.
 P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
-
-
-class Keyring:
-    """The part of KeyringFollower the validator reads."""
-
-    def __init__(self, keys: KeySet) -> None:
-        self.keyset = keys
-
-
-class Trust:
-    """The part of TrustFollower the validator reads."""
-
-    def __init__(self, config: TrustConfig) -> None:
-        self._config = config
-
-    def require(self) -> TrustConfig:
-        return self._config
-
-
-@pytest.fixture
-def key() -> SigningKey:
-    return SigningKey.generate("ES256")
-
-
-@pytest.fixture
-def revoked() -> RevocationList:
-    return RevocationList(EtcdStore("127.0.0.1:1"))
-
-
-@pytest.fixture
-def validator(
-    key: SigningKey, revoked: RevocationList, dev_config: TrustConfig
-) -> MeshTokenValidator:
-    keys = KeySet.from_jwks({"keys": [key.public_jwk()]}, ("ES256",))[0]
-    return MeshTokenValidator(Trust(dev_config), Keyring(keys), revoked)  # type: ignore[arg-type]
 
 
 def mesh_token(key: SigningKey, config: TrustConfig, **changes: Any) -> str:
