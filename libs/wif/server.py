@@ -6,7 +6,7 @@ binds the listen address (port 0 picks a free port, so tests run side by
 side) and reports the bound port. With the TLS settings given, the server
 speaks TLS with certificates that reload without a restart, and a
 :class:`~wif.callers.CallerAuthorizer` checks each caller's SPIFFE ID;
-:func:`client_channel` then opens mTLS channels with the same files, to a
+:func:`wif.channels.client_channel` opens mTLS channels with the same files, to a
 peer that must prove, by a name in its certificate, which service it is.
 :func:`wait_for_signal` returns on SIGTERM or SIGINT so that the service can
 drain: health turns NOT_SERVING, new calls are refused and calls in flight
@@ -51,7 +51,6 @@ from wif.telemetry import (
     shutdown_tracing,
 )
 from wif.tls import (
-    ReloadingChannel,
     TlsFiles,
     TlsMaterial,
     TlsSettings,
@@ -78,14 +77,6 @@ MAX_HTTP_HEADERS = 64
 #: how many connections a listener holds ``http_max_connections``
 #: (see :mod:`wif.http_guard`).
 HTTP_KEEPALIVE_SECONDS = 15.0
-
-#: Reconnect quickly to a peer that comes back: gRPC's default backoff grows
-#: to two minutes, which would keep a recovered peer unused for that long.
-_PEER_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 500),
-]
 
 #: Seconds that calls in flight get to finish after SIGTERM.
 DRAIN_GRACE_SECONDS = 5.0
@@ -161,67 +152,7 @@ async def start_grpc_server(
     return running
 
 
-def client_channel(
-    target: str,
-    tls: TlsFiles | None = None,
-    *,
-    service: str,
-    server_name: str | None = None,
-) -> grpc.aio.Channel | ReloadingChannel:
-    """A channel to mesh service ``service``, with size limits.
-
-    Calls on it carry the trace context only when the caller passes
-    :func:`wif.telemetry.trace_metadata` (the STS's peers do).
-
-    With ``tls`` the channel presents this service's certificate (mTLS) and
-    accepts only a server certificate that chains to the CA bundle and
-    carries the DNS name ``server_name``; by default the name of
-    ``service`` in the trust domain of this service's own certificate
-    (:func:`wif.spiffe.service_name`). The host in ``target`` plays no part
-    in that check, so it holds whatever the address resolves to. The channel
-    re-opens itself, checking the same name, when the files change.
-
-    Raises SettingsError when the files cannot be read, or give no trust
-    domain from which to name ``service``.
-    """
-    options: list[tuple[str, str | int]] = [
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        *_PEER_CHANNEL_OPTIONS,
-    ]
-    if tls is None:
-        return grpc.aio.insecure_channel(target, options=options)
-    expected = server_name or _service_name(tls, tls.read_at_start(), service)
-    # Which service answered is checked by name, inside the handshake. grpc
-    # Python (1.85) gives a client no other hook: no server certificate
-    # verifier of its own, no auth_context() on client calls, so the peer's
-    # SPIFFE ID cannot even be read; xDS credentials match SANs only as an
-    # xDS control plane configures them. A separate TLS probe with Python's
-    # ssl module would vouch for another connection than the one the calls
-    # use. What gRPC core checks on every connection, reconnections included,
-    # is the server's DNS SANs against a host name; ssl_target_name_override
-    # puts the peer's service name in place of the target's host there. The
-    # name stands for the SPIFFE ID only because the issuer binds them: it
-    # must give the name to that service's certificates alone, never by a
-    # wildcard, which gRPC would accept.
-    options.append(("grpc.ssl_target_name_override", expected))
-    log.info(
-        "calls to %s accept only a certificate named %s",
-        service,
-        expected,
-        extra={"fields": {"target": target}},
-    )
-
-    def open_channel(material: TlsMaterial) -> grpc.aio.Channel:
-        credentials = grpc.ssl_channel_credentials(
-            material.ca_bundle, material.private_key, material.cert_chain
-        )
-        return grpc.aio.secure_channel(target, credentials, options=options)
-
-    return ReloadingChannel(tls, open_channel)
-
-
-def _trust_domain(files: TlsFiles, material: TlsMaterial) -> str:
+def own_trust_domain(files: TlsFiles, material: TlsMaterial) -> str:
     """The trust domain of this service's own certificate; raises SettingsError."""
     trust_domain = spiffe.trust_domain_of(material.spiffe_id or "")
     if trust_domain is None:
@@ -229,14 +160,6 @@ def _trust_domain(files: TlsFiles, material: TlsMaterial) -> str:
             f"setting tls_cert_file: {files.cert} holds no SPIFFE ID in a URI SAN"
         )
     return trust_domain
-
-
-def _service_name(files: TlsFiles, material: TlsMaterial, service: str) -> str:
-    trust_domain = _trust_domain(files, material)
-    try:
-        return spiffe.service_name(trust_domain, service)
-    except ValueError as exc:
-        raise SettingsError(f"setting {service}_server_name is needed: {exc}") from None
 
 
 async def wait_for_signal() -> None:
@@ -287,7 +210,7 @@ def server_security(
         )
         return None, []
     material = files.read_at_start()
-    trust_domain = _trust_domain(files, material)
+    trust_domain = own_trust_domain(files, material)
     credentials = server_credentials(
         files, material, require_client_certificate=parts.client_certificates
     )

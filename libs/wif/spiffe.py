@@ -7,7 +7,7 @@ nor ``.`` nor ``..``.
 
 A mesh service also has a DNS name, :func:`service_name`, that its
 certificate carries beside its SPIFFE ID: a calling service checks that name
-during the TLS handshake (see :func:`wif.server.client_channel`).
+during the TLS handshake (see :func:`wif.channels.client_channel`).
 """
 
 from __future__ import annotations

@@ -21,10 +21,11 @@ from services.sts.subject import Authenticator
 from services.sts.validation import MeshTokenFacts, MeshTokenValidator
 from wif.audit import AuditLog
 from wif.breaker import CircuitBreaker
+from wif.channels import client_channel
 from wif.keyring import KeyringFollower
 from wif.ratelimit import RateLimiter
 from wif.revocations import RevocationList
-from wif.server import ServiceParts, client_channel, run_main
+from wif.server import ServiceParts, run_main
 from wif.store import EtcdStore
 from wif.tls import TlsFiles
 from wif.trust.follower import TrustFollower

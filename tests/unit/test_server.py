@@ -18,8 +18,9 @@ import grpc
 import pytest
 from cryptography import x509
 
+from wif.channels import client_channel
 from wif.dev.ca import DevCa, IssuedFiles, write_private, write_public
-from wif.server import client_channel, start_grpc_server
+from wif.server import start_grpc_server
 from wif.settings import SettingsError
 from wif.tls import (
     CLIENT_CHECK_INTERVAL_SECONDS,
