@@ -185,7 +185,11 @@ class AuditLog:
         assert self._path is not None
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, data)
+            # os.write may write less than asked (a signal, a full disk
+            # nearly): go on from where it stopped.
+            rest = memoryview(data)
+            while rest:
+                rest = rest[os.write(fd, rest) :]
             os.fsync(fd)
         finally:
             os.close(fd)

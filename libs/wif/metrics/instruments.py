@@ -54,8 +54,6 @@ class HistogramPoint:
 class Instrument:
     """What every instrument has: a name, a unit, a description, label names."""
 
-    kind = ""
-
     def __init__(
         self, name: str, unit: str, description: str, labels: tuple[str, ...]
     ) -> None:
@@ -72,8 +70,6 @@ class Instrument:
 
 class Counter(Instrument):
     """A sum by label values; ``monotonic`` counters only ever grow."""
-
-    kind = "counter"
 
     def __init__(
         self,
@@ -101,8 +97,6 @@ class Counter(Instrument):
 
 class Histogram(Instrument):
     """Counts of measurements per bucket, by label values, with sum and extremes."""
-
-    kind = "histogram"
 
     def __init__(
         self,

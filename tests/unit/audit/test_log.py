@@ -480,3 +480,23 @@ async def test_a_cancelled_caller_does_not_keep_others_from_a_write_failure(
 
     with pytest.raises(FileNotFoundError):
         await asyncio.wait_for(other, PATIENCE_SECONDS)
+
+
+async def test_a_write_cut_short_by_the_system_goes_on_where_it_stopped(
+    audit_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = os.write
+    calls = []
+
+    def a_few_bytes_at_a_time(fd: int, data: Any) -> int:
+        calls.append(len(data))
+        return write(fd, bytes(data[:7]))
+
+    monkeypatch.setattr(audit_log.os, "write", a_few_bytes_at_a_time)
+    log = AuditLog("sts", str(audit_path))
+
+    await log.record("token.issued", "ok", token_id="t-1", subject="s" * 200)
+
+    (record,) = [json.loads(line) for line in audit_path.read_text().splitlines()]
+    assert (record["token_id"], record["subject"]) == ("t-1", "s" * 200)
+    assert len(calls) > 30
